@@ -189,6 +189,9 @@ def parse_policy(data: bytes | str, source: str = "<policy>") -> Policy:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
+        lines = text.splitlines()
+        if mark and mark.line < len(lines) and "::" in lines[mark.line]:
+            what += " (quote IPv6 addresses inside [ ] lists: \"::1/128\")"
         raise PolicyError(source, [Problem(line, f"YAML syntax error: {what}")]) from e
     except yaml.YAMLError as e:
         raise PolicyError(source, [Problem(1, f"YAML error: {e}")]) from e
@@ -508,7 +511,9 @@ class _Builder:
         items = self.mapping(node, what, _CATEGORY_KEYS)
         if items is None:
             return None
-        action = self.required(items, "action", node, what, lambda n: self.choice(n, f"{what}: action", Action))
+        action = self.required(
+            items, "action", node, what, lambda n: self.choice(n, f"{what}: action", Action)
+        )
         description = self.optional(
             items, "description", lambda n: self.string(n, f"{what}: description"), ""
         )
@@ -584,7 +589,11 @@ class _Builder:
         return tuple(domains)
 
     def notice(
-        self, node_pair: tuple[yaml.Node, yaml.Node] | None, root: yaml.Node, url: str, required: bool
+        self,
+        node_pair: tuple[yaml.Node, yaml.Node] | None,
+        root: yaml.Node,
+        url: str,
+        required: bool,
     ) -> NoticeSettings | None:
         if node_pair is None:
             if required:

@@ -1,0 +1,193 @@
+"""The `auditproxy` command: run | check | classify | pseudonym."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from auditproxy import __version__
+from auditproxy.classify import Classifier
+from auditproxy.policy import PolicyError, load_policy
+
+DEFAULT_LISTEN_HOST = "127.0.0.1"  # not an open proxy out of the box
+DEFAULT_LISTEN_PORT = 8080
+DEFAULT_METRICS_PORT = 9464
+
+
+def _default_policy() -> str:
+    from auditproxy.addon import DEFAULT_POLICY
+
+    return str(DEFAULT_POLICY)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auditproxy",
+        description="An egress proxy that audits and monitors rather than denies.",
+    )
+    parser.add_argument("--version", action="version", version=f"auditproxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start the proxy with the auditproxy add-on")
+    run.add_argument("--policy", metavar="FILE", help="policy file (default: the example)")
+    run.add_argument("--listen-host", default=DEFAULT_LISTEN_HOST, metavar="HOST")
+    run.add_argument("--listen-port", type=int, default=DEFAULT_LISTEN_PORT, metavar="PORT")
+    run.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        metavar="PORT",
+        help=f"/metrics and /healthz (default {DEFAULT_METRICS_PORT}; 0 turns them off)",
+    )
+    run.add_argument("--state", metavar="FILE", help="daily notice state (SQLite file)")
+    run.add_argument("--confdir", metavar="DIR", help="mitmproxy's folder for its CA")
+    run.add_argument(
+        "--access-log", default="-", metavar="FILE", help="JSON access log ('-': stdout)"
+    )
+    run.add_argument("--pseudonym-key", metavar="FILE", help="key for user pseudonyms")
+    run.add_argument(
+        "--set",
+        dest="setoptions",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any mitmproxy option, e.g. mode=upstream:http://HOST:PORT (repeatable)",
+    )
+
+    check = sub.add_parser("check", help="validate policy files; FILE:LINE: for each problem")
+    check.add_argument("files", nargs="+", metavar="FILE")
+
+    classify = sub.add_parser("classify", help="show what the policy says about URLs (JSON)")
+    classify.add_argument("--policy", metavar="FILE", help="policy file (default: the example)")
+    classify.add_argument("urls", nargs="+", metavar="URL")
+
+    pseudonym = sub.add_parser(
+        "pseudonym", help="compute user pseudonyms under a key (for investigators)"
+    )
+    pseudonym.add_argument("--key", required=True, metavar="FILE", help="the pseudonym key")
+    pseudonym.add_argument("names", nargs="+", metavar="NAME")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"run": cmd_run, "check": cmd_check, "classify": cmd_classify}.get(
+        args.command, cmd_pseudonym
+    )
+    return handler(args)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    failed = False
+    for file in args.files:
+        try:
+            policy = load_policy(file)
+        except PolicyError as e:
+            failed = True
+            for problem in e.problems:
+                print(problem.format(file), flush=True)
+            continue
+        domains = sum(len(s.domains) for s in policy.sites)
+        print(
+            f"{file}: ok: {policy.name!r}, {len(policy.categories)} categories, "
+            f"{len(policy.sites)} sites, {domains} domains, sha256 {policy.sha256[:12]}"
+        )
+    return 1 if failed else 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    file = args.policy or _default_policy()
+    try:
+        policy = load_policy(file)
+    except PolicyError as e:
+        for problem in e.problems:
+            print(problem.format(file), file=sys.stderr)
+        return 1
+    classifier = Classifier(policy)
+    failed = False
+    for url in args.urls:
+        try:
+            host, match = classifier.classify_url(url)
+        except ValueError as e:
+            failed = True
+            print(json.dumps({"url": url, "error": str(e)}), flush=True)
+            continue
+        record = {
+            "url": url,
+            "host": host,
+            "category": match.category,
+            "site": match.site,
+            "action": match.action.value,
+            "rule": match.rule,
+            "notice": match.notice,
+            "policy": policy.name,
+            "policy_sha256": policy.sha256,
+        }
+        print(json.dumps(record), flush=True)
+    return 1 if failed else 0
+
+
+def cmd_pseudonym(args: argparse.Namespace) -> int:
+    from auditproxy.identity import Pseudonymizer, load_key
+
+    try:
+        pseudonymize = Pseudonymizer(load_key(args.key))
+    except ValueError as e:
+        print(f"auditproxy pseudonym: {e}", file=sys.stderr)
+        return 1
+    for name in args.names:
+        print(
+            json.dumps(
+                {"user.name": name, "user.hash": pseudonymize(name), "key_id": pseudonymize.key_id}
+            )
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def mitmproxy_arguments(args: argparse.Namespace) -> list[str]:
+    """`auditproxy run` flags -> mitmdump arguments."""
+    options: dict[str, str] = {
+        "auditproxy_policy": str(Path(args.policy or _default_policy()).resolve()),
+        "auditproxy_access_log": args.access_log,
+        "auditproxy_metrics_host": args.metrics_host,
+        "auditproxy_metrics_port": str(args.metrics_port),
+        # The policy's client CIDRs decide who may use the proxy; mitmproxy's own
+        # "block_global" would refuse departments whose networks use public addresses.
+        "block_global": "false",
+        # One line per request on stderr is noise at hundreds of requests a second.
+        "flow_detail": "0",
+    }
+    if args.state:
+        options["auditproxy_state"] = str(Path(args.state).resolve())
+    if args.confdir:
+        options["confdir"] = str(Path(args.confdir).expanduser().resolve())
+    if args.pseudonym_key:
+        options["auditproxy_pseudonym_key"] = str(Path(args.pseudonym_key).resolve())
+    argv = ["--listen-host", args.listen_host, "--listen-port", str(args.listen_port)]
+    for name, value in options.items():
+        argv += ["--set", f"{name}={value}"]
+    for setting in args.setoptions:  # the operator's --set come last and win
+        argv += ["--set", setting]
+    return argv
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.confdir:
+        Path(args.confdir).expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
+    from auditproxy.runner import run_proxy
+
+    return run_proxy(mitmproxy_arguments(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

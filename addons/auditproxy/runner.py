@@ -1,0 +1,50 @@
+"""`auditproxy run`: mitmdump with the add-on built in, its own log on stderr.
+
+The add-on is added directly rather than as a `-s` script: a script that fails to reload
+leaves mitmproxy running without it, and the add-on reloads its policy by itself anyway.
+stdout is kept for the access log (`--access-log -`), so mitmproxy's messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from mitmproxy import ctx, options
+from mitmproxy.addons import dumper, termlog
+from mitmproxy.tools import cmdline
+from mitmproxy.tools.dump import DumpMaster
+from mitmproxy.tools.main import run
+
+from auditproxy.addon import AuditProxy
+
+
+class QuietConnections:
+    """mitmproxy logs every client and server connect at INFO: thousands of lines a minute
+    on a department proxy. Keep them for `--set termlog_verbosity=debug` only."""
+
+    def configure(self, updated: set[str]) -> None:
+        if "termlog_verbosity" in updated:
+            debug = ctx.options.termlog_verbosity == "debug"
+            logging.getLogger("mitmproxy.proxy.server").setLevel(
+                logging.NOTSET if debug else logging.WARNING
+            )
+
+
+class AuditProxyMaster(DumpMaster):
+    def __init__(self, opts: options.Options, **kwargs: object) -> None:
+        super().__init__(opts, with_termlog=False, with_dumper=False, **kwargs)
+        self._termlog_addon = termlog.TermLog(out=sys.stderr)
+        self.addons.add(
+            self._termlog_addon,
+            dumper.Dumper(outfile=sys.stderr),
+            QuietConnections(),
+            AuditProxy(),
+        )
+
+
+def run_proxy(arguments: Sequence[str]) -> int:
+    """Run until SIGINT/SIGTERM. mitmproxy exits 1 itself on bad options or ports in use."""
+    run(AuditProxyMaster, cmdline.mitmdump, list(arguments))
+    return 0

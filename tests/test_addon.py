@@ -1,0 +1,406 @@
+"""The add-on's hooks, driven by mitmproxy's own test helpers (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from auditproxy.addon import DECISION, AuditProxy
+from auditproxy.engine import Engine
+from auditproxy.policy import Action
+from conftest import POLICIES
+from mitmproxy import exceptions, http
+from mitmproxy.options import Options
+from mitmproxy.proxy.context import Context
+from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy.tls import ClientHelloData
+
+
+def sample(addon: AuditProxy, name: str, **labels: str) -> float:
+    value = addon.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+class Harness:
+    def __init__(self, tctx: taddons.context, addon: AuditProxy, tmp: Path) -> None:
+        self.tctx, self.addon, self.tmp = tctx, addon, tmp
+        self.log_path = tmp / "access.log"
+        self.policy_path = tmp / "policy.yaml"
+
+    def records(self) -> list[dict]:
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
+
+    def flow(
+        self,
+        url: str = "http://www.facebook.com/feed?x=1",
+        client: str = "10.1.2.3",
+        headers: dict[str, str] | None = None,
+        sni: str | None = None,
+    ) -> http.HTTPFlow:
+        request = http.Request.make("GET", url, b"", headers or {})
+        f = tflow.tflow(req=request)
+        f.client_conn.peername = (client, 50000)
+        f.client_conn.sni = sni
+        return f
+
+    def respond(
+        self, f: http.HTTPFlow, status: int = 200, body: bytes = b"<html>ok</html>"
+    ) -> None:
+        if f.response is None:
+            f.response = tutils.tresp(status_code=status, content=body)
+        self.addon.response(f)
+
+    def exchange(self, f: http.HTTPFlow, **kw) -> http.HTTPFlow:
+        self.addon.requestheaders(f)
+        self.respond(f, **kw)
+        return f
+
+
+@pytest.fixture
+def harness(tmp_path):
+    addon = AuditProxy()
+    policy = tmp_path / "policy.yaml"
+    shutil.copy(POLICIES / "small.yaml", policy)
+    with taddons.context(addon, options=Options(confdir=str(tmp_path / "conf"))) as tctx:
+        tctx.configure(
+            addon,
+            auditproxy_access_log=str(tmp_path / "access.log"),
+            auditproxy_policy=str(policy),
+            auditproxy_reload_interval="0.05",
+        )
+        yield Harness(tctx, addon, tmp_path)
+        addon.done()
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+def test_default_policy_and_key_in_confdir(tmp_path):
+    addon = AuditProxy()
+    with taddons.context(addon, options=Options(confdir=str(tmp_path))) as tctx:
+        tctx.configure(addon, auditproxy_access_log=str(tmp_path / "a.log"))
+        assert addon.engine is not None
+        assert addon.engine.policy.name == "Policy on the Use of Electronic Networks"
+        key = tmp_path / "auditproxy-pseudonym.key"
+        assert key.exists() and key.stat().st_mode & 0o777 == 0o600
+        assert sample(addon, "auditproxy_policy_last_reload_successful") == 1
+        addon.done()
+
+
+def test_broken_policy_at_start_is_an_options_error_with_lines(harness):
+    with pytest.raises(exceptions.OptionsError) as info:
+        harness.tctx.configure(harness.addon, auditproxy_policy=str(POLICIES / "broken.yaml"))
+    assert "broken.yaml:3: timezone: unknown time zone" in str(info.value)
+    assert "broken.yaml:8:" in str(info.value)
+    assert harness.addon.engine.policy.name == "Test Policy"  # the good one stays
+
+
+def test_missing_policy_and_bad_options(harness, tmp_path):
+    with pytest.raises(exceptions.OptionsError, match="cannot read policy"):
+        harness.tctx.configure(harness.addon, auditproxy_policy=str(tmp_path / "none.yaml"))
+    with pytest.raises(exceptions.OptionsError, match="cannot open access log"):
+        harness.tctx.configure(harness.addon, auditproxy_access_log=str(tmp_path / "x" / "y"))
+    with pytest.raises(exceptions.OptionsError, match=r"between 0\.05 and 3600"):
+        harness.tctx.configure(harness.addon, auditproxy_reload_interval="soon")
+
+
+def test_explicit_key_path_is_never_created(harness, tmp_path):
+    harness.policy_path.write_text(
+        harness.policy_path.read_text().replace("log_as: name", "log_as: pseudonym")
+    )
+    with pytest.raises(exceptions.OptionsError, match="does not exist"):
+        harness.tctx.configure(
+            harness.addon,
+            auditproxy_pseudonym_key=str(tmp_path / "typo.key"),
+            auditproxy_policy=str(harness.policy_path),
+        )
+    assert not (tmp_path / "typo.key").exists()
+
+
+# --- the request pipeline --------------------------------------------------------------
+
+
+def test_monitored_request_one_record_and_metrics(harness):
+    f = harness.flow(headers={"Cookie": "sid=SECRET", "Authorization": "Basic SECRET"})
+    harness.exchange(f)
+    harness.addon.response(f)  # a second call must not log twice
+    harness.addon.error(f)
+    decision = f.metadata[DECISION]
+    assert (decision.match.site, decision.action) == ("facebook", Action.MONITOR)
+    (record,) = harness.records()
+    assert record["event.action"] == "access"
+    assert record["labels.site"] == "facebook"
+    assert record["url.path"] == "/feed"
+    assert record["http.response.status_code"] == 200
+    assert record["http.response.bytes"] == len(b"<html>ok</html>")
+    assert "SECRET" not in harness.log_path.read_text()
+    assert (
+        sample(
+            harness.addon,
+            "auditproxy_requests_total",
+            category="social",
+            site="facebook",
+            action="monitor",
+            status_class="2xx",
+        )
+        == 1
+    )
+    assert sample(harness.addon, "auditproxy_response_bytes_total", category="social") == 15
+    assert sample(harness.addon, "auditproxy_log_records_total", outcome="written") == 1
+    assert sample(harness.addon, "auditproxy_daily_users", category="social") == 1
+    assert (
+        sample(harness.addon, "auditproxy_request_duration_seconds_count", category="social") == 1
+    )
+    assert sample(harness.addon, "auditproxy_hook_duration_seconds_count", hook="response") == 2
+
+
+def test_block_answers_with_the_policy_page(harness):
+    f = harness.flow("https://www.malware.test/x")
+    harness.addon.requestheaders(f)
+    assert f.response.status_code == 403
+    assert b"This site is blocked" in f.response.content
+    assert f.response.headers["Cache-Control"] == "no-store"
+    harness.addon.response(f)
+    (record,) = harness.records()
+    assert (record["event.action"], record["labels.action"]) == ("blocked", "block")
+
+
+def test_client_outside_the_cidrs_is_refused(harness):
+    f = harness.flow(client="203.0.113.7")
+    harness.addon.requestheaders(f)
+    assert f.response.status_code == 403
+    assert b"not available from your network" in f.response.content
+    harness.addon.response(f)
+    (record,) = harness.records()
+    assert record["labels.action"] == "refuse" and record["event.action"] == "blocked"
+    assert (
+        sample(
+            harness.addon,
+            "auditproxy_requests_total",
+            category="social",
+            site="facebook",
+            action="refuse",
+            status_class="4xx",
+        )
+        == 1
+    )
+
+
+def test_refused_connect_is_answered_and_logged_once(harness):
+    request = http.Request.make("CONNECT", "http://www.facebook.com:443/")
+    request.authority = "www.facebook.com:443"
+    f = tflow.tflow(req=request)
+    f.client_conn.peername = ("198.51.100.1", 5000)
+    harness.addon.http_connect(f)
+    assert f.response.status_code == 403
+    harness.addon.error(f)
+    assert [r["labels.action"] for r in harness.records()] == ["refuse"]
+
+
+def test_mapped_ipv6_client_is_canonical(harness):
+    f = harness.exchange(harness.flow(client="::ffff:10.1.2.3"))
+    assert f.response.status_code == 200
+    assert harness.records()[0]["source.ip"] == "10.1.2.3"
+
+
+def test_identity_header_trusted_only_from_front_proxies_and_never_forwarded(harness):
+    trusted = harness.flow(client="10.9.9.9", headers={"X-Authenticated-User": "alice"})
+    harness.exchange(trusted)
+    spoofed = harness.flow(client="10.1.2.3", headers={"X-Authenticated-User": "ceo"})
+    harness.exchange(spoofed)
+    assert "X-Authenticated-User" not in trusted.request.headers
+    assert "X-Authenticated-User" not in spoofed.request.headers
+    first, second = harness.records()
+    assert (first["user.name"], first["labels.identity_source"]) == ("alice", "header")
+    assert (second["user.name"], second["labels.identity_source"]) == ("10.1.2.3", "address")
+    assert second["labels.identity_header"] == "ignored-untrusted-client"
+
+
+def test_proxy_auth_user_never_password(harness):
+    f = harness.flow()
+    f.metadata["proxyauth"] = ("bob", "hunter2")
+    harness.exchange(f)
+    assert harness.records()[0]["user.name"] == "bob"
+    assert "hunter2" not in harness.log_path.read_text()
+
+
+def test_answered_before_us_is_logged_not_enforced(harness):
+    f = harness.flow("http://www.malware.test/")
+    f.response = tutils.tresp(status_code=407, content=b"auth")
+    harness.addon.requestheaders(f)
+    assert f.response.status_code == 407  # left alone
+    harness.addon.response(f)
+    assert harness.records()[0]["http.response.status_code"] == 407
+
+
+def test_error_gets_one_record(harness):
+    f = harness.flow("http://example.org/p?secret=1")
+    harness.addon.requestheaders(f)
+    f.error = tflow.terr("Connection reset by peer at http://example.org/p?secret=1")
+    harness.addon.error(f)
+    harness.addon.error(f)
+    (record,) = harness.records()
+    assert record["event.outcome"] == "failure"
+    assert "secret" not in record["error.message"]
+    assert "http.response.status_code" not in record
+
+
+def test_streamed_response_bytes_are_counted(harness):
+    f = harness.flow("http://example.org/big.iso")
+    harness.addon.requestheaders(f)
+    f.response = tutils.tresp(content=None)
+    f.response.stream = True
+    harness.addon.responseheaders(f)
+    for chunk in (b"a" * 1000, b"b" * 500, b""):
+        assert f.response.stream(chunk) == chunk
+    harness.addon.response(f)
+    assert harness.records()[0]["http.response.bytes"] == 1500
+
+
+# --- tunnels ----------------------------------------------------------------------------
+
+
+def client_hello(harness, sni: str | None, connect_host: str | None, client="10.1.2.3"):
+    f = harness.flow(client=client)
+    context = Context(f.client_conn, harness.tctx.options)
+    context.server.address = (connect_host, 443) if connect_host else None
+    return ClientHelloData(context, SimpleNamespace(sni=sni))
+
+
+def test_bypass_tunnel_is_not_decrypted_and_logged_host_port_only(harness):
+    data = client_hello(harness, "www.bank.test", "www.bank.test")
+    harness.addon.tls_clienthello(data)
+    assert data.ignore_connection is True
+    (record,) = harness.records()
+    assert record["event.action"] == "tunnel"
+    assert (record["url.domain"], record["url.port"]) == ("www.bank.test", 443)
+    assert "url.path" not in record
+    assert (
+        sample(harness.addon, "auditproxy_tunnels_total", category="banking", action="bypass") == 1
+    )
+
+
+def test_monitored_tunnel_is_decrypted(harness):
+    data = client_hello(harness, "www.facebook.com", "www.facebook.com")
+    harness.addon.tls_clienthello(data)
+    assert data.ignore_connection is False
+    assert harness.records() == []
+    assert (
+        sample(harness.addon, "auditproxy_tunnels_total", category="social", action="monitor") == 1
+    )
+
+
+def test_fronted_tunnel_is_decrypted(harness):
+    # CONNECT to a monitored site with the bank's name in the TLS handshake: stricter wins.
+    data = client_hello(harness, "bank.test", "www.facebook.com")
+    harness.addon.tls_clienthello(data)
+    assert data.ignore_connection is False
+
+
+def test_tunnel_identity_from_connect(harness):
+    request = http.Request.make("CONNECT", "http://bank.test:443/")
+    connect = tflow.tflow(req=request)
+    connect.client_conn.peername = ("10.9.9.9", 5000)
+    connect.request.headers["X-Authenticated-User"] = "carol"
+    harness.addon.http_connect(connect)
+    assert "X-Authenticated-User" not in connect.request.headers
+    context = Context(connect.client_conn, harness.tctx.options)
+    context.server.address = ("bank.test", 443)
+    harness.addon.tls_clienthello(ClientHelloData(context, SimpleNamespace(sni="bank.test")))
+    assert harness.records()[0]["user.name"] == "carol"
+
+
+# --- fail open ---------------------------------------------------------------------------
+
+
+def test_a_fault_lets_traffic_through_unchanged_and_is_counted(harness, monkeypatch):
+    def explode(self, **_):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(Engine, "decide", explode)
+    f = harness.flow("http://www.malware.test/")
+    harness.addon.requestheaders(f)  # must not raise
+    assert f.response is None  # not blocked: fail open
+    assert sample(harness.addon, "auditproxy_errors_total", stage="classify") == 1
+    harness.respond(f)
+    assert sample(harness.addon, "auditproxy_errors_total", stage="log") == 1
+
+
+def test_unwritable_log_is_counted_not_fatal(harness):
+    harness.tctx.configure(harness.addon, auditproxy_access_log="/dev/full")
+    harness.exchange(harness.flow())
+    assert harness.addon._sink.backlog == 1
+    harness.addon._sink.close()
+    assert sample(harness.addon, "auditproxy_log_records_total", outcome="dropped") == 1
+
+
+# --- hot reload --------------------------------------------------------------------------
+
+
+async def settle(addon: AuditProxy, polls: int = 3) -> None:
+    for _ in range(polls):
+        await addon._check_policy()
+
+
+async def test_hot_reload_valid_then_invalid(harness):
+    addon = harness.addon
+    old_sha = addon.engine.policy.sha256
+    text = harness.policy_path.read_text()
+    harness.policy_path.write_text(
+        text.replace("bad: [malware.test]", "bad: [malware.test, evil.test]")
+    )
+    await settle(addon)
+    assert addon.engine.policy.sha256 != old_sha
+    assert addon.engine.classifier.classify("evil.test").action is Action.BLOCK
+    assert sample(addon, "auditproxy_policy_reloads_total", result="success") == 1
+    good_sha = addon.engine.policy.sha256
+
+    harness.policy_path.write_text(text.replace("action: monitor", "action: watch"))
+    await settle(addon)
+    assert addon.engine.policy.sha256 == good_sha  # the last good policy stays
+    assert sample(addon, "auditproxy_policy_reloads_total", result="failure") == 1
+    assert sample(addon, "auditproxy_policy_last_reload_successful") == 0
+    info = addon.metrics.registry.get_sample_value(
+        "auditproxy_policy_info", {"name": "Test Policy", "sha256": good_sha}
+    )
+    assert info == 1
+
+    harness.policy_path.unlink()
+    await settle(addon)
+    assert sample(addon, "auditproxy_policy_reloads_total", result="failure") == 2
+    assert addon.engine.policy.sha256 == good_sha
+
+    harness.policy_path.write_text(text)
+    await settle(addon)
+    assert addon.engine.policy.sha256 == old_sha
+    assert sample(addon, "auditproxy_policy_last_reload_successful") == 1
+
+
+async def test_touch_without_change_is_not_a_reload(harness):
+    harness.policy_path.write_text(harness.policy_path.read_text())
+    harness.policy_path.touch()
+    await settle(harness.addon)
+    assert sample(harness.addon, "auditproxy_policy_reloads_total", result="success") == 0
+
+
+async def test_running_starts_maintenance_and_metrics(harness, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    harness.tctx.configure(harness.addon, auditproxy_metrics_port=port)
+    harness.addon.running()
+    try:
+        assert harness.addon.server is not None
+        assert harness.addon.server.address[1] == port
+        await asyncio.sleep(0.2)
+        assert harness.addon.heartbeat.age() < 1
+    finally:
+        harness.addon.done()
+    assert harness.addon.server is None
