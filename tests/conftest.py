@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-POLICIES = FIXTURES / "policies"
-EXAMPLE_POLICY = REPO / "policy" / "department.yaml"
-
 # Test helpers (tests/support) import as `support.*`.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from support.paths import POLICIES
 
 
 @pytest.fixture

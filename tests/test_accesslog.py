@@ -5,6 +5,7 @@ import os
 import re
 
 import pytest
+
 from auditproxy.accesslog import (
     ALLOWED_FIELDS,
     AccessLog,

@@ -10,15 +10,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from auditproxy.addon import DECISION, AuditProxy
-from auditproxy.engine import Engine
-from auditproxy.policy import Action
-from conftest import POLICIES
 from mitmproxy import exceptions, http
 from mitmproxy.options import Options
 from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHelloData
+
+from auditproxy.addon import DECISION, AuditProxy
+from auditproxy.engine import Engine
+from auditproxy.policy import Action
+from support.paths import POLICIES
 
 
 def sample(addon: AuditProxy, name: str, **labels: str) -> float:

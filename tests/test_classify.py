@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from auditproxy.classify import OTHER, Classifier, Match, normalize_host, stricter
 from auditproxy.policy import Action, parse_policy
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 import pytest
+
 from auditproxy.cli import build_parser, main, mitmproxy_arguments
-from conftest import EXAMPLE_POLICY, POLICIES
+from support.paths import EXAMPLE_POLICY, POLICIES
 
 
 def auditproxy(*args: str) -> subprocess.CompletedProcess:

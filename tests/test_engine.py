@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from auditproxy.engine import Engine
 from auditproxy.identity import Pseudonymizer
 from auditproxy.policy import Action, IdentitySource, parse_policy

@@ -5,6 +5,7 @@ import hmac
 import os
 
 import pytest
+
 from auditproxy.identity import (
     AddressSet,
     IdentityResolver,

@@ -5,6 +5,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from auditproxy.metrics import Heartbeat, Metrics, MetricsServer, status_class
 
 BRIEF_FAMILIES = {

@@ -4,6 +4,7 @@ import hashlib
 import ipaddress
 
 import pytest
+
 from auditproxy.policy import (
     Action,
     IdentitySource,
@@ -14,7 +15,7 @@ from auditproxy.policy import (
     normalize_domain,
     parse_policy,
 )
-from conftest import EXAMPLE_POLICY, POLICIES
+from support.paths import EXAMPLE_POLICY, POLICIES
 
 
 def problems_of(text: str) -> list[tuple[int, str]]:
