@@ -405,3 +405,20 @@ async def test_running_starts_maintenance_and_metrics(harness, tmp_path):
     finally:
         harness.addon.done()
     assert harness.addon.server is None
+
+
+async def test_sighup_rereads_policy_and_key_even_if_unchanged(harness, tmp_path):
+    key = tmp_path / "k.key"
+    key.write_text("11" * 32)
+    key.chmod(0o600)
+    harness.policy_path.write_text(
+        harness.policy_path.read_text().replace("log_as: name", "log_as: pseudonym")
+    )
+    harness.tctx.configure(
+        harness.addon, auditproxy_pseudonym_key=str(key), auditproxy_policy=str(harness.policy_path)
+    )
+    before = harness.addon.engine.pseudonymize.key_id
+    key.write_text("22" * 32)  # rotated
+    harness.addon._on_sighup()
+    await settle(harness.addon)
+    assert harness.addon.engine.pseudonymize.key_id != before

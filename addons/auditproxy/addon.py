@@ -120,6 +120,7 @@ class AuditProxy:
         self._last_fault_log: dict[str, float] = {}
         self._reload_interval = 1.0
         self._options_ready = False
+        self._force_reload = False
 
     # ------------------------------------------------------------------ options
 
@@ -348,6 +349,7 @@ class AuditProxy:
         if self._sink is not None:
             self._sink.reopen()
         if self.watch is not None:
+            self._force_reload = True  # re-read the key file too, even if the policy is the same
             self.watch.force()
 
     async def _check_policy(self) -> None:
@@ -362,7 +364,9 @@ class AuditProxy:
         except OSError as e:
             self._reload_failed(f"cannot read policy {watch.path}: {e.strerror}")
             return
-        if self.engine and hashlib.sha256(data).hexdigest() == self.engine.policy.sha256:
+        forced, self._force_reload = self._force_reload, False
+        unchanged = self.engine and hashlib.sha256(data).hexdigest() == self.engine.policy.sha256
+        if unchanged and not forced:  # touched, not changed
             self.metrics.policy_last_reload_successful.set(1)
             return
         try:

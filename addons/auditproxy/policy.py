@@ -191,7 +191,7 @@ def parse_policy(data: bytes | str, source: str = "<policy>") -> Policy:
         what = " ".join(str(x) for x in (e.context, e.problem) if x)
         lines = text.splitlines()
         if mark and mark.line < len(lines) and "::" in lines[mark.line]:
-            what += " (quote IPv6 addresses inside [ ] lists: \"::1/128\")"
+            what += ' (quote IPv6 addresses inside [ ] lists: "::1/128")'
         raise PolicyError(source, [Problem(line, f"YAML syntax error: {what}")]) from e
     except yaml.YAMLError as e:
         raise PolicyError(source, [Problem(1, f"YAML error: {e}")]) from e
