@@ -23,6 +23,8 @@ from auditproxy.policy import LoggingSettings, parse_policy
 PRIVATE = LoggingSettings(source_ip=False, url_path=False)
 OPEN = LoggingSettings(source_ip=True, url_path=True)
 
+KEY = b"k" * 32
+
 
 class Outcomes(list):
     def __call__(self, outcome: str) -> None:
@@ -31,7 +33,7 @@ class Outcomes(list):
 
 @pytest.fixture
 def engine(small_policy_text) -> Engine:
-    return Engine(parse_policy(small_policy_text), None)
+    return Engine(parse_policy(small_policy_text), KEY)
 
 
 def exchange(**overrides) -> Exchange:

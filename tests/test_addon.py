@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shutil
 import socket
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,65 +16,13 @@ from mitmproxy.tls import ClientHelloData
 from auditproxy.addon import DECISION, AuditProxy
 from auditproxy.engine import Engine
 from auditproxy.policy import Action
+from support.harness import harness_for, sample
 from support.paths import POLICIES
-
-
-def sample(addon: AuditProxy, name: str, **labels: str) -> float:
-    value = addon.metrics.registry.get_sample_value(name, labels)
-    return value or 0.0
-
-
-class Harness:
-    def __init__(self, tctx: taddons.context, addon: AuditProxy, tmp: Path) -> None:
-        self.tctx, self.addon, self.tmp = tctx, addon, tmp
-        self.log_path = tmp / "access.log"
-        self.policy_path = tmp / "policy.yaml"
-
-    def records(self) -> list[dict]:
-        if not self.log_path.exists():
-            return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
-
-    def flow(
-        self,
-        url: str = "http://www.facebook.com/feed?x=1",
-        client: str = "10.1.2.3",
-        headers: dict[str, str] | None = None,
-        sni: str | None = None,
-    ) -> http.HTTPFlow:
-        request = http.Request.make("GET", url, b"", headers or {})
-        f = tflow.tflow(req=request)
-        f.client_conn.peername = (client, 50000)
-        f.client_conn.sni = sni
-        return f
-
-    def respond(
-        self, f: http.HTTPFlow, status: int = 200, body: bytes = b"<html>ok</html>"
-    ) -> None:
-        if f.response is None:
-            f.response = tutils.tresp(status_code=status, content=body)
-        self.addon.response(f)
-
-    def exchange(self, f: http.HTTPFlow, **kw) -> http.HTTPFlow:
-        self.addon.requestheaders(f)
-        self.respond(f, **kw)
-        return f
 
 
 @pytest.fixture
 def harness(tmp_path):
-    addon = AuditProxy()
-    policy = tmp_path / "policy.yaml"
-    shutil.copy(POLICIES / "small.yaml", policy)
-    with taddons.context(addon, options=Options(confdir=str(tmp_path / "conf"))) as tctx:
-        tctx.configure(
-            addon,
-            auditproxy_access_log=str(tmp_path / "access.log"),
-            auditproxy_policy=str(policy),
-            auditproxy_reload_interval="0.05",
-        )
-        yield Harness(tctx, addon, tmp_path)
-        addon.done()
+    yield from harness_for(tmp_path)
 
 
 # --- configuration -----------------------------------------------------------------------

@@ -3,13 +3,14 @@ from __future__ import annotations
 import pytest
 
 from auditproxy.engine import Engine
-from auditproxy.identity import Pseudonymizer
 from auditproxy.policy import Action, IdentitySource, parse_policy
+
+KEY = b"k" * 32
 
 
 @pytest.fixture
 def engine(small_policy_text) -> Engine:
-    return Engine(parse_policy(small_policy_text), None)
+    return Engine(parse_policy(small_policy_text), KEY)
 
 
 def test_decide_classifies_identifies_and_admits(engine):
@@ -47,10 +48,11 @@ def test_no_usable_name_falls_under_the_default(engine):
     assert (d.match.rule, d.action, d.host) == ("default", Action.LOG, "")
 
 
-def test_pseudonym_policy_needs_a_key(small_policy_text):
+def test_pseudonyms_need_a_long_enough_secret(small_policy_text):
     text = small_policy_text.replace("log_as: name", "log_as: pseudonym")
-    with pytest.raises(ValueError, match="no pseudonym key"):
-        Engine(parse_policy(text), None)
-    engine = Engine(parse_policy(text), Pseudonymizer(b"k" * 32))
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        Engine(parse_policy(text), b"short")
+    engine = Engine(parse_policy(text), b"k" * 32)
     d = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="alice")
     assert set(d.user) == {"user.hash", "labels.user_key_id"}
+    assert Engine(parse_policy(small_policy_text), b"k" * 32).pseudonymize is None

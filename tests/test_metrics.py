@@ -36,6 +36,7 @@ def test_every_family_of_the_brief_with_its_labels():
     metrics.hook_duration.labels("response").observe(0.00001)
     metrics.tunnels.labels("c", "bypass").inc()
     metrics.daily_users.labels("c").set(1)
+    metrics.notices_unstyled.labels("c").inc()
     metrics.set_policy("P", "abc")
     seen = {}
     for family in metrics.registry.collect():

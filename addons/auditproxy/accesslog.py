@@ -54,6 +54,7 @@ ALLOWED_FIELDS = frozenset(
         "labels.user_key_id",
         "labels.identity_source",
         "labels.identity_header",
+        "labels.notice_scope",
         "labels.category",
         "labels.site",
         "labels.action",
@@ -251,6 +252,22 @@ def tunnel_event(decision: Decision, port: int, client_address: str) -> dict:
             "source.ip": client_address,
             "url.domain": decision.host,
             "url.port": port,
+        }
+    )
+    return fields
+
+
+def notice_event(decision: Decision, action: str, scope: str) -> dict:
+    """A `notice-shown` or `notice-acknowledged` record."""
+    fields = _rule_fields(decision)
+    fields.update(
+        {
+            "event.action": action,
+            "event.category": ["web"],
+            "event.type": ["info"],
+            "event.outcome": "success",
+            "url.domain": decision.host,
+            "labels.notice_scope": scope,
         }
     )
     return fields

@@ -22,6 +22,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -40,9 +41,11 @@ from auditproxy.accesslog import (
 )
 from auditproxy.days import Calendar, DailyUsers
 from auditproxy.engine import Decision, Engine
-from auditproxy.identity import Pseudonymizer, canonical_address, load_key
+from auditproxy.identity import canonical_address, load_key
 from auditproxy.metrics import Heartbeat, Metrics, MetricsServer, status_class
-from auditproxy.policy import Action, LogAs, Policy, PolicyError, parse_policy
+from auditproxy.notice import NoticeStage
+from auditproxy.policy import Action, Policy, PolicyError, parse_policy
+from auditproxy.state import MemoryState, NoticeState, Resilient, SQLiteState
 from auditproxy.watch import FileWatch
 
 logger = logging.getLogger("auditproxy")
@@ -55,24 +58,23 @@ _STREAMED_BYTES = "auditproxy.streamed_bytes"
 DEFAULT_POLICY = Path(__file__).parent / "data" / "department.yaml"
 KEY_FILE_NAME = "auditproxy-pseudonym.key"
 STATE_FILE_NAME = "auditproxy-state.sqlite3"
+DEFAULT_NOTICE_MAX_BYTES = 4 * 1024 * 1024
 _FAULT_LOG_INTERVAL = 10.0  # seconds between tracebacks of the same stage
 
 
-def hook(name: str, stage: str) -> Callable:
-    """Time a hook into `auditproxy_hook_duration_seconds{hook}` and contain its faults."""
+def hook(name: str) -> Callable:
+    """Time a hook into `auditproxy_hook_duration_seconds{hook}`: the add-on's own cost."""
 
     def decorate(method: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
         @functools.wraps(method)
-        def guarded(self: AuditProxy, arg: Any) -> None:
+        def timed(self: AuditProxy, arg: Any) -> None:
             start = time.perf_counter()
             try:
                 method(self, arg)
-            except Exception:
-                self.fault(stage)
             finally:
                 self._hook_timers[name].observe(time.perf_counter() - start)
 
-        return guarded
+        return timed
 
     return decorate
 
@@ -121,6 +123,9 @@ class AuditProxy:
         self._reload_interval = 1.0
         self._options_ready = False
         self._force_reload = False
+        self._state: NoticeState | None = None
+        self._pruned_before: date | None = None
+        self.notice = NoticeStage(self.metrics, self._emit, MemoryState(), DEFAULT_NOTICE_MAX_BYTES)
 
     # ------------------------------------------------------------------ options
 
@@ -169,6 +174,13 @@ class AuditProxy:
             "",
             f"The daily notice state (SQLite file). Default: CONFDIR/{STATE_FILE_NAME}.",
         )
+        loader.add_option(
+            "auditproxy_notice_max_bytes",
+            int,
+            DEFAULT_NOTICE_MAX_BYTES,
+            "Largest page (decoded bytes) the notice is put into; larger pages are skipped "
+            "(reason too_large). Keep it at or below mitmproxy's stream_large_bodies.",
+        )
 
         self._options_ready = True
 
@@ -179,6 +191,10 @@ class AuditProxy:
             self._reload_interval = _parse_interval(ctx.options.auditproxy_reload_interval)
         if "auditproxy_access_log" in updated or self._sink is None:
             self._open_access_log(ctx.options.auditproxy_access_log)
+        if "auditproxy_notice_max_bytes" in updated:
+            self.notice.max_bytes = ctx.options.auditproxy_notice_max_bytes
+        if updated & {"auditproxy_state", "confdir"} or self._state is None:
+            self._open_state()
         policy_options = {"auditproxy_policy", "auditproxy_pseudonym_key", "confdir"}
         if updated & policy_options or self.engine is None:
             path = ctx.options.auditproxy_policy or str(DEFAULT_POLICY)
@@ -206,11 +222,28 @@ class AuditProxy:
         if self.engine is not None:
             self.access_log = AccessLog(sink, self.engine.policy.logging)
 
+    def _open_state(self) -> None:
+        path = ctx.options.auditproxy_state or str(
+            Path(ctx.options.confdir).expanduser() / STATE_FILE_NAME
+        )
+        if self._state is not None:
+            self._state.close()
+        self._state = Resilient(lambda: SQLiteState(path), self._state_fault)
+        self.notice.state = self._state
+
+    def _state_fault(self, what: str, error: Exception) -> None:
+        self.fault(
+            "state",
+            f"notice state {what} failed ({type(error).__name__}: {error}); "
+            "using memory until it works again",
+        )
+
     def _count_record(self, outcome: str) -> None:
         self.metrics.log_records.labels(outcome).inc()
 
     def _key_path(self) -> tuple[Path, bool]:
-        """The pseudonym key file, and whether we may create it (only at the default place)."""
+        """The key file (pseudonyms, notice tokens), and whether we may create it: only at
+        the default place, so a mistyped path never silently starts a new key."""
         if ctx.options.auditproxy_pseudonym_key:
             return Path(ctx.options.auditproxy_pseudonym_key).expanduser(), False
         return Path(ctx.options.confdir).expanduser() / KEY_FILE_NAME, True
@@ -218,11 +251,9 @@ class AuditProxy:
     def _compile(self, data: bytes, source: str) -> Engine:
         """Policy bytes -> a ready Engine. Pure enough to run in a worker thread."""
         policy = parse_policy(data, source=source)
-        pseudonymize = None
-        if policy.identity.log_as is LogAs.PSEUDONYM:
-            key_path, may_create = self._key_path()
-            pseudonymize = Pseudonymizer(load_key(key_path, create=may_create))
-        return Engine(policy, pseudonymize)
+        NoticeStage.check(policy)
+        key_path, may_create = self._key_path()
+        return Engine(policy, load_key(key_path, create=may_create))
 
     def _install(self, engine: Engine) -> None:
         policy: Policy = engine.policy
@@ -233,6 +264,8 @@ class AuditProxy:
         if previous is None or previous.policy.timezone != policy.timezone:
             self.calendar = Calendar(policy.timezone)
             self.daily_users = DailyUsers(self.calendar)
+        assert self.calendar is not None
+        self.notice.configure(engine, self.calendar)
         if self._sink is not None:
             if self.access_log is None:
                 self.access_log = AccessLog(self._sink, policy.logging)
@@ -286,6 +319,8 @@ class AuditProxy:
             self.server = None
         if self._sink is not None:
             self._sink.close()
+        if self._state is not None:
+            self._state.close()
 
     def _start_metrics_server(self) -> None:
         port = ctx.options.auditproxy_metrics_port
@@ -322,6 +357,7 @@ class AuditProxy:
             for stage, step in (
                 ("log", self._maintain_log),
                 ("reload", self._check_policy),
+                ("state", self._maintain_state),
                 ("metrics", self._maintain_metrics),
             ):
                 try:
@@ -336,6 +372,17 @@ class AuditProxy:
     def _maintain_log(self) -> None:
         if self._sink is not None:
             self._sink.maintain()
+
+    def _maintain_state(self) -> None:
+        """Once a day, forget the days before yesterday's."""
+        if self._state is None or self.calendar is None:
+            return
+        today = self.calendar.today()
+        if self._pruned_before != today:
+            removed = self._state.prune(today)
+            self._pruned_before = today
+            if removed:
+                logger.info("notice state: forgot %d records of past days", removed)
 
     def _maintain_metrics(self) -> None:
         self._start_metrics_server()
@@ -399,31 +446,81 @@ class AuditProxy:
             logger.exception("auditproxy %s fault (traffic continues)", stage)
 
     # ------------------------------------------------------------------ hooks
+    #
+    # Each hook runs its stages in pipeline order; each stage is guarded on its own, so a
+    # fault in one (counted under its name) never stops the next or the traffic.
 
-    @hook("http_connect", stage="enforce")
+    def _run(self, stage: str, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception:
+            self.fault(stage)
+
+    @hook("http_connect")
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.engine is None:
             return
+        self._run("enforce", self._admit_tunnel, self.engine, flow)
+
+    @hook("tls_clienthello")
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        if self.engine is None or data.ignore_connection:
+            return
+        self._run("tunnel", self._decide_tunnel, self.engine, data)
+
+    @hook("requestheaders")
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.error or not flow.live or self.engine is None:
+            return
         engine = self.engine
-        client = flow.client_conn.peername[0]
+        self._run("classify", self._decide_request, engine, flow)
+        decision: Decision | None = flow.metadata.get(DECISION)
+        if decision is None or flow.response:
+            return  # answered before us (e.g. 407 from proxy authentication): log only
+        self._run("enforce", self._enforce, engine, flow, decision)
+        if not flow.response and self.notice.is_acknowledgement(flow):
+            self._run("notice", self._acknowledge, engine, flow, decision)
+
+    @hook("responseheaders")
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        decision: Decision | None = flow.metadata.get(DECISION)
+        if flow.response is None or decision is None or self.engine is None:
+            return
+        if not flow.metadata.get(_ENFORCED):
+            self._run("notice", self.notice.consider, self.engine, flow, decision)
+        if flow.response.stream:
+            self._run("metrics", self._count_streamed, flow)
+
+    @hook("response")
+    def response(self, flow: http.HTTPFlow) -> None:
+        decision: Decision | None = flow.metadata.get(DECISION)
+        if decision is not None and self.engine is not None:
+            self._run("notice", self.notice.deliver, self.engine, flow, decision)
+        self._run("log", self._record, flow)
+
+    @hook("error")
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.request.method == "CONNECT":
+            return  # a tunnel's fate is its requests' (or its tunnel record's)
+        self._run("notice", self.notice.undelivered, flow)
+        self._run("log", self._record, flow)
+
+    # ------------------------------------------------------------------ pipeline steps
+
+    def _admit_tunnel(self, engine: Engine, flow: http.HTTPFlow) -> None:
+        """Refuse an outsider's CONNECT; remember who opened the tunnel for its requests."""
         header_value = self._take_identity_header(engine, flow)
-        if client not in engine.clients:
-            decision = self._decide(engine, flow, header_value)
-            flow.metadata[DECISION] = decision
+        if flow.client_conn.peername[0] not in engine.clients:
+            flow.metadata[DECISION] = self._decide(engine, flow, header_value)
             self._refuse(engine, flow)
             self._record(flow)
             return
         proxyauth = flow.metadata.get("proxyauth")
-        self._tunnel_identity[flow.client_conn] = (
-            proxyauth[0] if proxyauth else None,
-            header_value,
-        )
+        user = proxyauth[0] if proxyauth else None
+        self._tunnel_identity[flow.client_conn] = (user, header_value)
 
-    @hook("tls_clienthello", stage="tunnel")
-    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
-        engine = self.engine
-        if engine is None or data.ignore_connection:
-            return
+    def _decide_tunnel(self, engine: Engine, data: tls.ClientHelloData) -> None:
+        """Classify a TLS connection by every name it goes by; leave `bypass` undecrypted."""
         client = data.context.client
         server_address = data.context.server.address
         server_host = server_address[0] if server_address else None
@@ -443,42 +540,28 @@ class AuditProxy:
             port = server_address[1] if server_address else 443
             self._emit(tunnel_event(decision, port, canonical_address(client.peername[0])))
 
-    @hook("requestheaders", stage="classify")
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if flow.error or not flow.live or self.engine is None:
-            return
-        engine = self.engine
+    def _decide_request(self, engine: Engine, flow: http.HTTPFlow) -> None:
         header_value = self._take_identity_header(engine, flow)
-        if header_value is None:
+        if header_value is None:  # HTTPS: a front proxy's header came with the CONNECT
             header_value = self._tunnel_identity.get(flow.client_conn, (None, None))[1]
-        decision = self._decide(engine, flow, header_value)
-        flow.metadata[DECISION] = decision
-        if flow.response:
-            return  # answered before us (e.g. 407 from proxy authentication): log only
+        flow.metadata[DECISION] = self._decide(engine, flow, header_value)
+
+    def _enforce(self, engine: Engine, flow: http.HTTPFlow, decision: Decision) -> None:
         if not decision.allowed_client:
             self._refuse(engine, flow)
         elif decision.action is Action.BLOCK:
             self._block(engine, flow, decision)
 
-    @hook("responseheaders", stage="metrics")
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    def _acknowledge(self, engine: Engine, flow: http.HTTPFlow, decision: Decision) -> None:
+        self.notice.acknowledge(engine, flow, decision)
+        flow.metadata[_LOGGED] = True  # its record is the notice-acknowledged one
+
+    def _count_streamed(self, flow: http.HTTPFlow) -> None:
         response = flow.response
-        if response is None or not response.stream or DECISION not in flow.metadata:
-            return
+        assert response is not None
         counter = _ByteCounter(response.stream if callable(response.stream) else None)
         response.stream = counter
         flow.metadata[_STREAMED_BYTES] = counter
-
-    @hook("response", stage="log")
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._record(flow)
-
-    @hook("error", stage="log")
-    def error(self, flow: http.HTTPFlow) -> None:
-        if flow.request.method != "CONNECT":
-            self._record(flow)
-
-    # ------------------------------------------------------------------ pipeline steps
 
     def _take_identity_header(self, engine: Engine, flow: http.HTTPFlow) -> str | None:
         """Read the front proxy's identity header, and never pass it on to the origin."""

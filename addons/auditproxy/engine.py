@@ -39,17 +39,18 @@ class Decision:
 
 
 class Engine:
-    __slots__ = ("classifier", "clients", "identity", "log_as", "policy", "pseudonymize")
+    """A policy with its indexes, and the proxy's secret (the pseudonym key file)."""
 
-    def __init__(self, policy: Policy, pseudonymize: Pseudonymizer | None) -> None:
-        if policy.identity.log_as is LogAs.PSEUDONYM and pseudonymize is None:
-            raise ValueError("the policy logs pseudonyms, but no pseudonym key was given")
+    __slots__ = ("classifier", "clients", "identity", "log_as", "policy", "pseudonymize", "secret")
+
+    def __init__(self, policy: Policy, secret: bytes) -> None:
         self.policy = policy
+        self.secret = secret
         self.classifier = Classifier(policy)
         self.clients = AddressSet(policy.clients)
         self.identity = IdentityResolver(policy.identity)
         self.log_as = policy.identity.log_as
-        self.pseudonymize = pseudonymize
+        self.pseudonymize = Pseudonymizer(secret) if self.log_as is LogAs.PSEUDONYM else None
 
     @property
     def identity_header(self) -> str | None:

@@ -87,6 +87,13 @@ class Metrics:
             ["category", "site", "event"],
             registry=r,
         )
+        self.notices_unstyled = Counter(
+            "auditproxy_notices_unstyled",
+            "Notices shown without their styles because the page's Content-Security-Policy "
+            "could not allow them safely (readable, plain; the policy is never weakened).",
+            ["category"],
+            registry=r,
+        )
         self.notice_skipped = Counter(
             "auditproxy_notice_skipped",
             "Pages that were due the daily notice but could not carry it safely, by reason.",

@@ -20,6 +20,11 @@ _WORDING = {
             "Your computer's address is not one the {policy} allows to use this proxy. "
             "Contact your IT service desk if you think this is a mistake."
         ),
+        "invalid_title": "This link is not valid",
+        "invalid_body": (
+            "This acknowledgement link was made for someone else, or it was changed. "
+            "Nothing was recorded. The notice explains the {policy}."
+        ),
         "read": "Read the policy",
     },
     "fr": {
@@ -30,6 +35,12 @@ _WORDING = {
             "L'adresse de votre ordinateur ne fait pas partie de celles que la {policy} "
             "autorise \u00e0 utiliser ce serveur mandataire. Communiquez avec le centre de "
             "services de TI si vous croyez qu'il s'agit d'une erreur."
+        ),
+        "invalid_title": "Ce lien n'est pas valide",
+        "invalid_body": (
+            "Ce lien de confirmation a \u00e9t\u00e9 cr\u00e9\u00e9 pour une autre personne, "
+            "ou il a \u00e9t\u00e9 modifi\u00e9. Rien n'a \u00e9t\u00e9 enregistr\u00e9. "
+            "L'avis explique la {policy}."
         ),
         "read": "Lire la politique",
     },
@@ -88,6 +99,10 @@ def blocked_page(policy: Policy, site: str) -> bytes:
 
 def refused_page(policy: Policy) -> bytes:
     return _page(policy, "refused", "")
+
+
+def invalid_link_page(policy: Policy) -> bytes:
+    return _page(policy, "invalid", "")
 
 
 PAGE_HEADERS = {
