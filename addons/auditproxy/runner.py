@@ -24,12 +24,15 @@ class QuietConnections:
     """mitmproxy logs every client and server connect at INFO: thousands of lines a minute
     on a department proxy. Keep them for `--set termlog_verbosity=debug` only."""
 
+    LOGGER = "mitmproxy.proxy.server"
+
+    def __init__(self) -> None:
+        logging.getLogger(self.LOGGER).setLevel(logging.WARNING)
+
     def configure(self, updated: set[str]) -> None:
         if "termlog_verbosity" in updated:
             debug = ctx.options.termlog_verbosity == "debug"
-            logging.getLogger("mitmproxy.proxy.server").setLevel(
-                logging.NOTSET if debug else logging.WARNING
-            )
+            logging.getLogger(self.LOGGER).setLevel(logging.NOTSET if debug else logging.WARNING)
 
 
 class AuditProxyMaster(DumpMaster):
