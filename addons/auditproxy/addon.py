@@ -1,15 +1,21 @@
 """The mitmproxy add-on: thin hooks over the pure pipeline.
 
-One request's path through it:
+One request's path through it; each hook runs its stages in this order, each guarded on
+its own (a fault is logged, counted in `auditproxy_errors_total{stage}`, and the flow goes
+on unchanged: fail open):
 
-    requestheaders   classify -> identify -> decide (Engine.decide), enforce block/refuse
-    tls_clienthello  the same for a TLS tunnel; `bypass` leaves it undecrypted
-    responseheaders  count the bytes of streamed responses
-    response / error sinks: one access record, metrics
+    http_connect     refuse clients outside the policy's networks; remember who opened
+                     the tunnel (proxy auth, a front proxy's header) for its requests
+    tls_clienthello  classify the tunnel by every name it goes by; `bypass` leaves it
+                     undecrypted and writes its `tunnel` record
+    requestheaders   classify -> identify -> decide (`Engine.decide`); enforce block or
+                     refuse; answer the notice's acknowledgement link
+    responseheaders  notice: is this page due today's notice? count streamed bytes
+    response         notice: claim the day, insert the banner; then the sinks: one
+                     access record, the metrics
+    error            notice: give back a claim whose page failed; the access record
 
-The decision is kept in `flow.metadata["auditproxy"]` for the next add-on (the notice).
-Every hook guards its own work: an exception is logged, counted in
-`auditproxy_errors_total{stage}`, and the flow goes on unchanged (fail open).
+The Decision is kept in `flow.metadata["auditproxy"]` for every later stage and add-on.
 """
 
 from __future__ import annotations

@@ -166,6 +166,9 @@ def mitmproxy_arguments(args: argparse.Namespace) -> list[str]:
         "block_global": "false",
         # One line per request on stderr is noise at hundreds of requests a second.
         "flow_detail": "0",
+        # Stream bodies over 4 MB instead of holding them in memory (downloads, video).
+        # Pages up to this size can carry the notice (auditproxy_notice_max_bytes).
+        "stream_large_bodies": "4m",
     }
     if args.state:
         options["auditproxy_state"] = str(Path(args.state).resolve())
