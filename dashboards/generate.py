@@ -403,6 +403,7 @@ RELOAD_MAPPINGS = [
 REQ_BUCKETS = "auditproxy_request_duration_seconds_bucket"
 HOOK_BUCKETS = "auditproxy_hook_duration_seconds_bucket"
 ERRORS = 'status_class=~"5xx|none"'
+ON_MEMORY = 'backend="memory"'
 
 
 # Notices due = shown + skipped; each side is 0 (not missing) when only the other exists.
@@ -703,6 +704,53 @@ def proxy_health_panels() -> list[Panel]:
                 "mitmproxy_version": "mitmproxy",
             },
             value_header="Info",
+        ),
+        # Several instances behind a load balancer (docs/scaling.md).
+        Panel(
+            21,
+            "timeseries",
+            "Requests by instance",
+            "Request rate per proxy instance (per second): how evenly the load balancer "
+            "spreads the work. One instance uses at most one core; when the busiest nears "
+            "its measured capacity (docs/scaling.md), add an instance.",
+            "reqps",
+            [Target(f"sum by (instance) ({rate(REQ)})", "{{instance}}")],
+            min=0,
+        ),
+        Panel(
+            22,
+            "timeseries",
+            "Instances on the notice state fallback",
+            "Proxy instances answering the daily notice state from their own memory because "
+            "the configured store (Redis or SQLite) fails. While above zero those instances "
+            "decide alone, so a person may see the notice once per instance that day; each "
+            "goes back to the store by itself when it works again (errors by stage: state).",
+            "short",
+            [
+                Target(
+                    f"sum({sel('auditproxy_state_backend', ON_MEMORY)})",
+                    "on memory",
+                )
+            ],
+            min=0,
+            decimals=0,
+        ),
+        Panel(
+            23,
+            "table",
+            "Notice state by instance",
+            "The daily notice state each instance uses now: redis (shared by all instances), "
+            "sqlite (this instance's own file), or memory (the fallback while the configured "
+            "store fails).",
+            "none",
+            [
+                Target(
+                    f"max by (instance, backend) ({sel('auditproxy_state_backend')}) == 1",
+                    instant=True,
+                )
+            ],
+            columns={"instance": "Instance", "backend": "Notice state"},
+            value_header="In use",
         ),
     ]
 

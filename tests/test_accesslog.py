@@ -252,3 +252,61 @@ def test_sink_to_stdout(capfd):
     sink.maintain()
     assert capfd.readouterr().out == '{"a":1}\n'
     assert outcomes == ["written"]
+
+
+def test_sink_removed_file_loses_nothing(tmp_path):
+    """Deleted (not rotated) between checks: what went to it is written again."""
+    path = tmp_path / "access.log"
+    outcomes = Outcomes()
+    sink = LogSink(str(path), outcomes)
+    sink.write("one")
+    sink.maintain()  # a check: "one" is safely in the file
+    sink.write("two")
+    path.unlink()  # someone removes the file (not logrotate)
+    sink.write("three")  # lands in the deleted file
+    sink.maintain()
+    sink.write("four")
+    assert path.read_text() == "two\nthree\nfour\n"
+    assert outcomes == ["written"] * 4  # each counted once
+
+
+def test_sink_rotation_does_not_duplicate(tmp_path):
+    path = tmp_path / "access.log"
+    sink = LogSink(str(path), Outcomes())
+    sink.write("one")
+    os.rename(path, tmp_path / "access.log.1")
+    sink.write("two")
+    sink.maintain()
+    sink.write("three")
+    assert (tmp_path / "access.log.1").read_text() == "one\ntwo\n"
+    assert path.read_text() == "three\n"
+
+
+def test_sink_cuts_back_a_half_written_line(tmp_path, monkeypatch):
+    """A full disk takes part of a line, then refuses: the part is removed again."""
+    path = tmp_path / "access.log"
+    sink = LogSink(str(path), Outcomes())
+    sink.write("whole")
+    real_write = os.write
+    calls = []
+
+    def full_disk(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:3]))  # what fitted
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    sink.write("cut-in-half")
+    monkeypatch.undo()
+    assert path.read_text() == "whole\n"
+    sink.maintain()
+    assert path.read_text() == "whole\ncut-in-half\n"
+
+
+def test_sink_failure_is_reported_once_per_fault():
+    faults = []
+    sink = LogSink("/dev/full", Outcomes(), on_fault=faults.append)
+    for _ in range(3):
+        sink.write("x")
+    assert len(faults) == 1 and "No space left on device" in faults[0]

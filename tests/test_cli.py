@@ -120,16 +120,40 @@ def test_run_flags_map_to_mitmproxy_options(tmp_path):
         ]
     )
     argv = mitmproxy_arguments(args)
-    assert argv[:4] == ["--listen-host", "127.0.0.1", "--listen-port", "3128"]
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    assert len(sets) * 2 == len(argv)
+    assert {"listen_host=127.0.0.1", "listen_port=3128"} <= set(sets)
     assert f"auditproxy_policy={os.path.abspath('p.yaml')}" in sets
     assert "auditproxy_metrics_port=9999" in sets
     assert f"auditproxy_state={os.path.abspath('s.db')}" in sets
     assert f"confdir={tmp_path}" in sets
     assert "auditproxy_access_log=/var/log/a.log" in sets
     assert "mode=upstream:http://127.0.0.1:1" in sets
-    # The operator's --set come last, so they win over our defaults.
-    assert sets.index("flow_detail=2") > sets.index("flow_detail=0")
+    # The operator's --set win over our defaults, and each option is given once
+    # (mitmproxy refuses "multiple values").
+    assert "flow_detail=2" in sets and "flow_detail=0" not in sets
+    names = [s.split("=", 1)[0] for s in sets]
+    assert len(names) == len(set(names))
+
+
+async def test_run_settings_override_defaults_in_real_mitmproxy_parsing(tmp_path):
+    """What `auditproxy run` hands mitmproxy parses, with the operator's values in force."""
+    from mitmproxy import options
+    from mitmproxy.tools import cmdline
+
+    from auditproxy.runner import AuditProxyMaster
+
+    operator = ["--set", "stream_large_bodies=5m", "--set", "listen_host=0.0.0.0"]
+    args = build_parser().parse_args(
+        ["run", "--confdir", str(tmp_path), "--access-log", str(tmp_path / "a.log"), *operator]
+    )
+    opts = options.Options()
+    master = AuditProxyMaster(opts)
+    parsed = cmdline.mitmdump(opts).parse_args(mitmproxy_arguments(args))
+    opts.set(*parsed.setoptions, defer=True)
+    assert (opts.stream_large_bodies, opts.listen_host) == ("5m", "0.0.0.0")
+    assert (opts.block_global, opts.flow_detail) == (False, 0)
+    master.addons.get("auditproxy").done()
 
 
 def test_defaults_are_loopback_only():

@@ -8,6 +8,7 @@ manifests offline when kubectl is there).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -39,6 +40,8 @@ REQUIRED_ALERTS = {
     "AuditproxyHookLatencyHigh",
 }
 ACCESS_LOG = "/var/log/auditproxy/access.log"
+# Every instance's log: access.log (one instance), access-N.log (auditproxy@N.service).
+ACCESS_LOGS = "/var/log/auditproxy/access*.log"
 
 needs_promtool = pytest.mark.skipif(
     shutil.which("promtool") is None,
@@ -167,7 +170,14 @@ def host_path(service: str, container_path: str) -> Path:
 
 def test_compose_bind_mounts_and_build_exist() -> None:
     services = compose()["services"]
-    assert set(services) == {"auditproxy", "prometheus", "grafana"}
+    assert set(services) == {
+        "auditproxy-init",  # makes the CA and pseudonym key once, before the replicas
+        "auditproxy",
+        "redis",
+        "haproxy",
+        "prometheus",
+        "grafana",
+    }
     for name in services:
         for source in compose_mounts(name).values():
             assert source.exists(), f"{name}: {source} does not exist"
@@ -176,7 +186,7 @@ def test_compose_bind_mounts_and_build_exist() -> None:
     assert context == REPO
     assert (context / build["dockerfile"]).is_file()
     for name, service in services.items():
-        if name != "auditproxy":
+        if "build" not in service and not service.get("image", "").startswith("auditproxy"):
             assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", service["image"]), "pin images"
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
@@ -417,14 +427,18 @@ def test_systemd_unit_paths_agree_with_logrotate_and_shippers() -> None:
     assert flags["--state"].startswith("/var/lib/auditproxy/")
     assert flags["--policy"] in unit()["ExecStartPre"][0]
     logrotate = (DEPLOY / "logrotate" / "auditproxy").read_text(encoding="utf-8")
-    assert ACCESS_LOG + " {" in logrotate
+    assert fnmatch.fnmatch(ACCESS_LOG, ACCESS_LOGS) and fnmatch.fnmatch(
+        "/var/log/auditproxy/access-2.log", ACCESS_LOGS
+    )
+    assert not fnmatch.fnmatch("/var/log/auditproxy/access.log-20261122-1", ACCESS_LOGS)
+    assert ACCESS_LOGS + " {" in logrotate
     assert re.search(r"^\s*create 0640 auditproxy auditproxy$", logrotate, re.M)
     assert "copytruncate" not in re.sub(r"#.*", "", logrotate)
     assert (
-        ACCESS_LOG in load_yaml(DEPLOY / "logging" / "filebeat.yml")["filebeat.inputs"][0]["paths"]
+        ACCESS_LOGS in load_yaml(DEPLOY / "logging" / "filebeat.yml")["filebeat.inputs"][0]["paths"]
     )
     vector = tomllib.loads((DEPLOY / "logging" / "vector.toml").read_text(encoding="utf-8"))
-    assert vector["sources"]["auditproxy_access"]["include"] == [ACCESS_LOG]
+    assert vector["sources"]["auditproxy_access"]["include"] == [ACCESS_LOGS]
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")

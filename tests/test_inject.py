@@ -23,13 +23,17 @@ Measured from the repository root with:
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import re
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 from unittest.mock import patch
 
+import brotli
 import pytest
+import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
@@ -43,6 +47,7 @@ from auditproxy.inject import (
     SkipReason,
     allow_banner_styles,
     charset_ok,
+    decode_body,
     eligibility,
     find_insertion_point,
     inject,
@@ -50,6 +55,7 @@ from auditproxy.inject import (
     update_headers_after_injection,
 )
 from auditproxy.policy import load_policy
+from support.notice import undo
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "tests" / "fixtures" / "pages"
@@ -69,21 +75,6 @@ HASH = BANNER.style_hash
 def marked(doc: bytes) -> tuple[bytes, int]:
     assert doc.count(MARK) == 1
     return doc.replace(MARK, b""), doc.index(MARK)
-
-
-def undo(result: InjectResult) -> bytes:
-    """The original body, from the changed one and its edits."""
-    pieces, new_pos, old_pos = [], 0, 0
-    for edit in result.edits:
-        unchanged = edit.start - old_pos
-        pieces.append(result.body[new_pos : new_pos + unchanged])
-        new_pos += unchanged
-        assert result.body[new_pos : new_pos + len(edit.new)] == edit.new
-        pieces.append(edit.old)
-        new_pos += len(edit.new)
-        old_pos = edit.start + len(edit.old)
-    pieces.append(result.body[new_pos:])
-    return b"".join(pieces)
 
 
 def check_only_additions(original: bytes, result: InjectResult) -> None:
@@ -206,6 +197,18 @@ def test_eligibility_matrix(case: dict, expected: str | None) -> None:
         ({**OLD_BROWSER_REQUEST, "Sec-Fetch-Mode": "cors"}, SkipReason.NOT_DOCUMENT),
         ({**OLD_BROWSER_REQUEST, "Sec-Fetch-Mode": "navigate"}, None),
         ({"Accept": "application/json, text/plain, */*"}, SkipReason.NOT_DOCUMENT),
+        # Plain http: no Sec-Fetch-*; a Referer from another site means an embed.
+        (
+            {**OLD_BROWSER_REQUEST, "Host": "forum.test", "Referer": "http://news.test/a"},
+            SkipReason.NOT_DOCUMENT,
+        ),
+        (
+            {**OLD_BROWSER_REQUEST, "Host": "www.x.com", "Referer": "http://m.x.com:80/b?c"},
+            None,
+        ),
+        ({**OLD_BROWSER_REQUEST, "Host": "x.com", "Referer": "http://x.com/"}, None),
+        # With Sec-Fetch-Dest the browser says what it is: a Referer does not matter.
+        ({"Sec-Fetch-Dest": "document", "Host": "x.com", "Referer": "https://a.test/"}, None),
     ],
 )
 def test_old_clients_without_sec_fetch_dest(request_headers: dict, expected: str | None) -> None:
@@ -1073,3 +1076,62 @@ def test_integrity_headers_would_be_wrong_after_injection() -> None:
     assert isinstance(result, InjectResult)
     old = base64.b64encode(hashlib.sha256(page).digest())
     assert old != base64.b64encode(hashlib.sha256(result.body).digest())
+
+
+# --- decoding: strict and bounded ------------------------------------------------------------
+
+
+def _deflate_raw(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+DECODE_PAGE = b"<html><body>" + b"page " * 2000 + b"</body></html>"
+ENCODERS = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "br": brotli.compress,
+    "zstd": zstandard.compress,
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+def test_decode_body_round_trips(encoding: str) -> None:
+    encoded = ENCODERS[encoding](DECODE_PAGE)
+    assert decode_body(encoded, encoding, MAX) == DECODE_PAGE
+    assert decode_body(encoded, encoding.upper() + " ", MAX) == DECODE_PAGE
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+def test_decode_body_refuses_a_truncated_stream(encoding: str) -> None:
+    """mitmproxy's own decoders return the part that decoded; the page would lose its end."""
+    encoded = ENCODERS[encoding](DECODE_PAGE)
+    assert decode_body(encoded[: len(encoded) - 7], encoding, MAX) == SkipReason.DECODE_ERROR
+
+
+def test_decode_body_multi_member_gzip_and_multi_frame_zstd_decode_whole() -> None:
+    half = len(DECODE_PAGE) // 2
+    first, second = DECODE_PAGE[:half], DECODE_PAGE[half:]
+    assert decode_body(gzip.compress(first) + gzip.compress(second), "gzip", MAX) == DECODE_PAGE
+    frames = zstandard.compress(first) + zstandard.compress(second)
+    assert decode_body(frames, "zstd", MAX) == DECODE_PAGE
+
+
+def test_decode_body_trailing_garbage_and_raw_deflate() -> None:
+    assert decode_body(gzip.compress(DECODE_PAGE) + b"junk", "gzip", MAX) == "decode_error"
+    assert decode_body(zlib.compress(DECODE_PAGE) + b"junk", "deflate", MAX) == "decode_error"
+    assert decode_body(_deflate_raw(DECODE_PAGE), "deflate", MAX) == DECODE_PAGE
+    assert decode_body(b"not compressed", "gzip", MAX) == "decode_error"
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODERS))
+def test_decode_body_stops_a_compression_bomb(encoding: str) -> None:
+    bomb = ENCODERS[encoding](b"\0" * 20_000_000)
+    assert len(bomb) < 100_000
+    assert decode_body(bomb, encoding, 1_000_000) == SkipReason.TOO_LARGE
+
+
+def test_decode_body_identity_and_unknown() -> None:
+    assert decode_body(DECODE_PAGE, None, MAX) == DECODE_PAGE
+    assert decode_body(DECODE_PAGE, "identity", 10) == SkipReason.TOO_LARGE
+    assert decode_body(DECODE_PAGE, "compress", MAX) == SkipReason.ENCODING

@@ -14,10 +14,10 @@ import zstandard
 from mitmproxy import http
 
 from auditproxy.notice import ACK_PATH, safe_return_path
-from support.harness import DOCUMENT, HTML, PAGE, harness_for
+from support.harness import HTML, PAGE, harness_for
+from support.notice import DOCUMENT, NOTICE
 from support.paths import POLICIES
 
-NOTICE = b'id="auditproxy-notice"'
 TORONTO = ZoneInfo("America/Toronto")
 
 
@@ -333,6 +333,9 @@ def test_acknowledgement_cannot_be_used_by_someone_else(harness):
     assert f.response.status_code == 403
     assert b"not valid" in f.response.content
     assert harness.records("notice-acknowledged") == []
+    # Still one record for the request, whatever its fate.
+    (refused,) = [r for r in harness.records("access") if r["url.path"] == ACK_PATH]
+    assert refused["http.response.status_code"] == 403
 
 
 @pytest.mark.parametrize(
@@ -369,6 +372,7 @@ def test_yesterdays_link_just_goes_back(harness):
     harness.exchange(f)
     assert (f.response.status_code, f.response.headers["Location"]) == (303, "/p")
     assert harness.records("notice-acknowledged") == []
+    assert [r["http.response.status_code"] for r in harness.records("access")][-1] == 303
 
 
 @pytest.mark.parametrize(

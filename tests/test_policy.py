@@ -252,3 +252,9 @@ def test_bad_domains(raw, fragment):
     with pytest.raises(ValueError) as info:
         normalize_domain(raw)
     assert fragment in str(info.value)
+
+
+def test_a_newline_inside_a_domain_label_is_refused(small_policy_text):
+    """Values are stripped, but a label ending in a newline ("a\n.test") is not a name."""
+    text = replace(small_policy_text, "bad: [malware.test]", 'bad: ["malware\\n.test"]')
+    assert any("not a valid domain" in m for _, m in problems_of(text))

@@ -112,23 +112,39 @@ def test_corrupt_store_falls_back_to_memory_and_recovers(tmp_path):
 
 
 def test_locked_store_does_not_hold_traffic(tmp_path):
+    """Another process holds the file (a second proxy, an admin's sqlite3 shell)."""
+    import time
+
     path = tmp_path / "state.db"
-    faults = Faults()
-    state = Resilient(lambda: SQLiteState(path), faults, retry_after=0)
+    SQLiteState(path).close()
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
+    faults = Faults()
     try:
-        import time
-
         start = time.monotonic()
+        state = Resilient(lambda: SQLiteState(path), faults, retry_after=0)
         assert state.claim(TODAY, "u", "s") is True  # answered from memory
         assert time.monotonic() - start < 1.0
-        assert faults and faults[0][0] == "claim"
+        assert state.degraded and faults[0][:2] == ("open", "OperationalError")
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
     assert state.claim(TODAY, "u3", "s") is True  # back on the file
     assert not state.degraded
+    assert state.claim(TODAY, "u", "s") is False  # the claim made meanwhile was kept
+    state.close()
+
+
+def test_the_file_is_ours_while_we_run(tmp_path):
+    """Exclusive locking: no -shm mapping (no SIGBUS if the files turn read-only)."""
+    path = tmp_path / "state.db"
+    state = SQLiteState(path)
+    state.claim(TODAY, "u", "s")
+    assert not (tmp_path / "state.db-shm").exists()
+    other = sqlite3.connect(path, timeout=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("SELECT count(*) FROM notice_seen").fetchone()
+    other.close()
     state.close()
 
 
@@ -140,4 +156,40 @@ def test_unopenable_path(tmp_path):
     assert state.claim(TODAY, "u", "s") is True
     state.release(TODAY, "u", "s")
     assert state.prune(TOMORROW) == 0
+    state.close()
+
+
+def test_claims_made_during_a_fault_are_handed_back_to_the_store(tmp_path):
+    """After a restart on the same file, nobody sees the notice twice because of the fault."""
+    path = tmp_path / "state.db"
+    SQLiteState(path).close()
+    faults, clock = Faults(), Clock()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    state = Resilient(lambda: SQLiteState(path), faults, retry_after=5, clock=clock)
+    assert state.backend == "memory"
+    assert state.claim(TODAY, "during", "s") is True  # memory
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    clock.now = 6
+    state.poll()  # no traffic needed to go back
+    assert state.backend == "sqlite"
+    state.close()
+    again = SQLiteState(path)
+    assert again.seen(TODAY, "during", "s")
+    assert again.adopt([(TODAY, "during", "s"), (TODAY, "new", "s")]) == 1
+    again.close()
+
+
+def test_a_due_retry_happens_even_for_people_memory_knows(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("not a folder")
+    faults, clock = Faults(), Clock()
+    state = Resilient(
+        lambda: SQLiteState(tmp_path / "ok.db" if clock.now else path / "x"), faults, clock=clock
+    )
+    assert state.claim(TODAY, "u", "s") is True and state.degraded
+    clock.now = 6
+    assert state.seen(TODAY, "u", "s") is True
+    assert not state.degraded
     state.close()

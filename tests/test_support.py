@@ -46,18 +46,6 @@ from support.client import ProtocolError, StaleConnection
 MB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def test_ca() -> Iterator[CertAuthority]:
-    with CertAuthority() as ca:
-        yield ca
-
-
-@pytest.fixture
-def upstream(test_ca: CertAuthority) -> Iterator[Upstream]:
-    with Upstream(test_ca) as server:
-        yield server
-
-
 @pytest.fixture
 def direct(upstream: Upstream, tmp_path: Path) -> ProxyClient:
     """A client that uses the upstream itself as its proxy, trusting the test CA."""

@@ -107,15 +107,20 @@ def add_timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
 _HOSTNAME = socket.gethostname()
 
 
+_ECS_CONSTANTS = {
+    "ecs.version": ECS_VERSION,
+    "event.kind": "event",
+    "event.module": "auditproxy",
+    "event.dataset": DATASET,
+    "observer.product": "auditproxy",
+    "observer.vendor": "auditproxy",
+    "observer.version": __version__,
+    "observer.hostname": _HOSTNAME,
+}
+
+
 def add_ecs_constants(_logger: Any, _method: str, event: EventDict) -> EventDict:
-    event["ecs.version"] = ECS_VERSION
-    event["event.kind"] = "event"
-    event["event.module"] = "auditproxy"
-    event["event.dataset"] = DATASET
-    event["observer.product"] = "auditproxy"
-    event["observer.vendor"] = "auditproxy"
-    event["observer.version"] = __version__
-    event["observer.hostname"] = _HOSTNAME
+    event.update(_ECS_CONSTANTS)
     return event
 
 
@@ -154,9 +159,45 @@ def strip_query(path: str) -> str:
     return path
 
 
+def _json_encoder() -> Callable[[Any], str]:
+    """`json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=str)`, built once.
+
+    `json.dumps` with options makes a new encoder for every call, a third of the cost of
+    a record; this keeps one (the C encoder, when the interpreter has it)."""
+    encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - a Python without the C accelerator
+        return encoder.encode
+    try:
+        iterencode = make(
+            None,  # no circular-reference markers: records are flat dicts
+            encoder.default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            True,
+        )
+
+        def encode(obj: Any) -> str:
+            return "".join(iterencode(obj, 0))
+
+        sample = {"a": [1, "\u2028\n"], "b": None, "c": 1.5, "d": object}
+        if encode(sample) != encoder.encode(sample):  # pragma: no cover
+            return encoder.encode
+        return encode
+    except TypeError:  # pragma: no cover - another signature in another Python
+        return encoder.encode
+
+
+_encode_json = _json_encoder()
+
+
 def render_json(_logger: Any, _method: str, event: EventDict) -> str:
     # ensure_ascii keeps any control or separator character escaped: no line injection.
-    return json.dumps(event, ensure_ascii=True, separators=(",", ":"), default=str)
+    return _encode_json(event)
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,17 +324,38 @@ Outcome = Callable[[str], None]  # called with "written" or "dropped" for every 
 class LogSink:
     """Appends lines to a file (or stdout for "-"), surviving rotation and full disks.
 
+    - Rotation: `maintain()` (every second) notices the file was moved or removed and
+      opens a new one. A file *removed* rather than moved would take with it the lines
+      written since the last check, so those are kept until each check and written again
+      to the new file.
+    - A disk that refuses writes: records wait in a bounded backlog, written in order when
+      it takes them again; beyond the bound the oldest are dropped. A write that fails
+      half-way is cut back, so the log never holds a broken line.
+    - Every record is counted once, `written` or `dropped`; a failure is reported through
+      `on_fault` (the add-on counts it in `auditproxy_errors_total{stage="log"}`).
+
     Not thread-safe: the proxy calls it from its one event loop.
     """
 
-    def __init__(self, path: str, on_outcome: Outcome, backlog_limit: int = 10_000) -> None:
+    RECENT_LIMIT = 100_000  # lines kept between checks, for a removed file
+
+    def __init__(
+        self,
+        path: str,
+        on_outcome: Outcome,
+        backlog_limit: int = 10_000,
+        on_fault: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self._on_outcome = on_outcome
+        self._on_fault = on_fault
         self._backlog: deque[bytes] = deque()
         self._backlog_limit = backlog_limit
+        self._recent: deque[bytes] = deque(maxlen=self.RECENT_LIMIT)
+        self._replayed = 0  # lines at the backlog's head that were counted already
         self._fd: int | None = None
         self._identity: tuple[int, int] | None = None
-        self._broken_line = False  # a partial write left a line without its newline
+        self._broken_line = False  # a cut line could not be undone: start on a new line
         self._failing_since: float | None = None
         self._open()
 
@@ -333,16 +395,40 @@ class LogSink:
             return True
         return (st.st_dev, st.st_ino) != self._identity
 
+    def _removed(self) -> bool:
+        """Whether the open file was deleted (no name left), not moved aside."""
+        if self._fd is None:
+            return False
+        try:
+            return os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            return False
+
     def reopen(self) -> None:
         """Reopen the file if logrotate (or anyone) moved or removed it."""
         if self.is_stdout:
+            self._recent.clear()
             return
-        if self._fd is None or self._rotated():
-            try:
-                self._open()
-                logger.info("access log reopened: %s", self.path)
-            except OSError as e:
-                self._failed(e)
+        if self._fd is not None and not self._rotated():
+            self._recent.clear()  # everything since the last check is safely in the file
+            return
+        lost = list(self._recent) if self._removed() else []
+        try:
+            self._open()
+        except OSError as e:
+            self._failed(e)
+            return
+        self._recent.clear()
+        logger.info("access log reopened: %s", self.path)
+        if lost:
+            logger.warning(
+                "access log %s was removed, not rotated: writing again the %d records "
+                "written to it since the last check",
+                self.path,
+                len(lost),
+            )
+            self._backlog.extendleft(reversed(lost))  # before anything still waiting
+            self._replayed += len(lost)
 
     def maintain(self) -> None:
         """Periodic upkeep: follow rotation, then retry the backlog."""
@@ -373,16 +459,17 @@ class LogSink:
         assert self._fd is not None
         if self._broken_line:
             data = b"\n" + data
-        view = memoryview(data)
-        while view:
+        written = 0
+        while written < len(data):
             try:
-                n = os.write(self._fd, view)
+                written += os.write(self._fd, data[written:])
             except OSError:
-                if len(view) != len(data):
-                    self._broken_line = True
+                if written:
+                    self._cut_back(written)
                 raise
-            view = view[n:]
         self._broken_line = False
+        if not self.is_stdout:
+            self._recent.append(data)
         if self._failing_since is not None:
             logger.warning(
                 "access log %s is writable again after %.1f s; %d queued records follow",
@@ -392,6 +479,14 @@ class LogSink:
             )
             self._failing_since = None
 
+    def _cut_back(self, written: int) -> None:
+        """Undo the part of a line a failing write left (a full disk takes what fits)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+        except OSError:
+            self._broken_line = True  # cannot undo: at least end the broken line
+
     def _flush_backlog(self) -> None:
         while self._backlog:
             try:
@@ -400,23 +495,31 @@ class LogSink:
                 self._failed(e)
                 return
             self._backlog.popleft()
-            self._on_outcome("written")
+            if self._replayed:
+                self._replayed -= 1  # counted when first written
+            else:
+                self._on_outcome("written")
 
     def _enqueue(self, data: bytes) -> None:
         if len(self._backlog) >= self._backlog_limit:
             self._backlog.popleft()
+            if self._replayed:
+                self._replayed -= 1
             self._on_outcome("dropped")
         self._backlog.append(data)
 
     def _failed(self, error: OSError) -> None:
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-            logger.error(
-                "cannot write access log %s: %s; holding up to %d records in memory",
-                self.path,
-                error.strerror or error,
-                self._backlog_limit,
-            )
+        if self._failing_since is not None:
+            return  # one report per failure, not per record
+        self._failing_since = time.monotonic()
+        message = (
+            f"cannot write access log {self.path}: {error.strerror or error}; "
+            f"holding up to {self._backlog_limit} records in memory"
+        )
+        if self._on_fault is not None:
+            self._on_fault(message)
+        else:
+            logger.warning(message)
 
     def close(self) -> None:
         self._flush_backlog()
@@ -426,6 +529,23 @@ class LogSink:
             logger.error("access log closed with %d unwritten records", len(self._backlog))
         self._backlog.clear()
         self._close_fd()
+
+
+class _RecordLogger(structlog.BoundLoggerBase):
+    """The bound logger of the access log. `record(fields)` runs the processor chain on
+    one record and hands the line to the sink, as `info(action, **fields)` would, without
+    structlog's level filtering, %-interpolation and three copies of the fields through
+    keyword arguments: it runs once per request."""
+
+    def record(self, fields: dict) -> Any:
+        event: Any = {**self._context, **fields, "event": fields["event.action"]}
+        for processor in self._processors:
+            event = processor(self._logger, "info", event)
+        return self._logger.info(event)
+
+    def info(self, event: str, **fields: Any) -> Any:
+        args, kw = self._process_event("info", event, fields)
+        return self._logger.info(*args, **kw)
 
 
 class AccessLog:
@@ -443,6 +563,7 @@ class AccessLog:
                 make_privacy_filter(settings),
                 render_json,
             ],
+            wrapper_class=_RecordLogger,
             cache_logger_on_first_use=True,
         ).bind()
 
@@ -451,4 +572,4 @@ class AccessLog:
         return self if settings == self.settings else AccessLog(self.sink, settings)
 
     def emit(self, fields: dict) -> None:
-        self._log.info(fields["event.action"], **fields)
+        self._log.record(fields)

@@ -47,6 +47,7 @@ from auditproxy.accesslog import (
 )
 from auditproxy.days import Calendar, DailyUsers
 from auditproxy.engine import Decision, Engine
+from auditproxy.flowheaders import host_header, request_headers
 from auditproxy.identity import canonical_address, load_key
 from auditproxy.metrics import Heartbeat, Metrics, MetricsServer, status_class
 from auditproxy.notice import NoticeStage
@@ -178,7 +179,9 @@ class AuditProxy:
             "auditproxy_state",
             str,
             "",
-            f"The daily notice state (SQLite file). Default: CONFDIR/{STATE_FILE_NAME}.",
+            "The daily notice state: a SQLite file, or redis://HOST:PORT/DB (rediss:// for "
+            "TLS) shared by several instances behind a load balancer. Default: "
+            f"CONFDIR/{STATE_FILE_NAME}.",
         )
         loader.add_option(
             "auditproxy_notice_max_bytes",
@@ -217,7 +220,9 @@ class AuditProxy:
 
     def _open_access_log(self, path: str) -> None:
         try:
-            sink = LogSink(path, self._count_record)
+            sink = LogSink(
+                path, self._count_record, on_fault=lambda message: self.fault("log", message)
+            )
         except OSError as e:
             raise exceptions.OptionsError(
                 f"cannot open access log {path}: {e.strerror or e}"
@@ -229,13 +234,46 @@ class AuditProxy:
             self.access_log = AccessLog(sink, self.engine.policy.logging)
 
     def _open_state(self) -> None:
-        path = ctx.options.auditproxy_state or str(
+        value = ctx.options.auditproxy_state or str(
             Path(ctx.options.confdir).expanduser() / STATE_FILE_NAME
         )
+        state = self._state_store(value)
         if self._state is not None:
             self._state.close()
-        self._state = Resilient(lambda: SQLiteState(path), self._state_fault)
-        self.notice.state = self._state
+        self._state = state
+        self.notice.state = state
+        # auditproxy_state_backend is read at each scrape, so it follows faults and recoveries.
+        for name in ("sqlite", "redis", "memory"):
+            self.metrics.state_backend.labels(name).set_function(
+                lambda name=name: float(name == state.backend)
+            )
+
+    def _state_store(self, value: str) -> Resilient:
+        """The configured store behind its memory fallback.
+
+        `redis://` or `rediss://` names a Redis server that several instances share (the
+        `redis` extra); anything else is the embedded SQLite file. A bad URL or a missing
+        client stops the start (an operator's mistake); an unreachable server does not.
+        """
+        from auditproxy import state_redis
+
+        if not state_redis.is_state_url(value):
+            return Resilient(lambda: SQLiteState(value), self._state_fault, name="sqlite")
+        try:
+            settings = state_redis.parse_state_url(value)
+            state_redis.require_client()
+        except (ValueError, RuntimeError) as e:
+            raise exceptions.OptionsError(f"auditproxy_state: {e}") from None
+
+        def day_end(day: date) -> float:  # the policy's timezone, as reloaded
+            tz = self.calendar.tz if self.calendar is not None else state_redis.UTC
+            return state_redis.end_of_day(day, tz)
+
+        def opener() -> NoticeState:
+            return state_redis.RedisState(settings, day_end)
+
+        logger.info("notice state shared on %s", settings.describe())
+        return Resilient(opener, self._state_fault, settings.retry_after, name="redis")
 
     def _state_fault(self, what: str, error: Exception) -> None:
         self.fault(
@@ -380,9 +418,10 @@ class AuditProxy:
             self._sink.maintain()
 
     def _maintain_state(self) -> None:
-        """Once a day, forget the days before yesterday's."""
+        """Once a day, forget the past days (only today's claims matter)."""
         if self._state is None or self.calendar is None:
             return
+        self._state.poll()  # back on the store after a fault, even with no traffic
         today = self.calendar.today()
         if self._pruned_before != today:
             removed = self._state.prune(today)
@@ -446,10 +485,13 @@ class AuditProxy:
         if now - self._last_fault_log.get(stage, float("-inf")) < _FAULT_LOG_INTERVAL:
             return
         self._last_fault_log[stage] = now
+        # WARNING, not ERROR: the proxy survives these, and mitmproxy aborts its start-up
+        # on any ERROR (a corrupt state file must not keep the web from staff). The
+        # counter is what alerts.
         if message:
-            logger.error("auditproxy %s fault (traffic continues): %s", stage, message)
+            logger.warning("auditproxy %s fault (traffic continues): %s", stage, message)
         else:
-            logger.exception("auditproxy %s fault (traffic continues)", stage)
+            logger.warning("auditproxy %s fault (traffic continues)", stage, exc_info=True)
 
     # ------------------------------------------------------------------ hooks
     #
@@ -559,8 +601,8 @@ class AuditProxy:
             self._block(engine, flow, decision)
 
     def _acknowledge(self, engine: Engine, flow: http.HTTPFlow, decision: Decision) -> None:
-        self.notice.acknowledge(engine, flow, decision)
-        flow.metadata[_LOGGED] = True  # its record is the notice-acknowledged one
+        if self.notice.acknowledge(engine, flow, decision):
+            flow.metadata[_LOGGED] = True  # its record is the notice-acknowledged one
 
     def _count_streamed(self, flow: http.HTTPFlow) -> None:
         response = flow.response
@@ -572,17 +614,18 @@ class AuditProxy:
     def _take_identity_header(self, engine: Engine, flow: http.HTTPFlow) -> str | None:
         """Read the front proxy's identity header, and never pass it on to the origin."""
         name = engine.identity_header
-        if not name or name not in flow.request.headers:
+        if not name or name.lower().encode() not in request_headers(flow):
             return None
         value = flow.request.headers.get(name)
         del flow.request.headers[name]
+        request_headers(flow).pop(name.lower().encode(), None)
         return value
 
     def _decide(self, engine: Engine, flow: http.HTTPFlow, header_value: str | None) -> Decision:
         request = flow.request
         proxyauth = flow.metadata.get("proxyauth")
         return engine.decide(
-            host=request.host_header or request.host,
+            host=host_header(flow) or request.host,
             other_names=(request.host,),
             sni=flow.client_conn.sni,
             client_address=flow.client_conn.peername[0],

@@ -106,8 +106,9 @@ _PARTS: dict[str, tuple[str, str, str]] = {
 }
 
 _EXTRA_CSS = (
-    # While open, stay above a site's fixed top bar; collapsed, cover nothing.
-    "details[open]{position:relative;z-index:2147483647}"
+    # While open (or focused: WCAG 2.4.11, focus not obscured), stay above a site's fixed
+    # top bar; collapsed and unfocused, cover nothing.
+    "details[open],details:focus-within{position:relative;z-index:2147483647}"
     f":focus-visible{{outline:3px solid {_TEXT};outline-offset:2px}}"
     # The summary's label: the headings when collapsed, the "dismiss" text when open.
     "[open] .c{display:none}[open] .o{display:inline}"

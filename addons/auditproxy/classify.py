@@ -11,7 +11,10 @@ No mitmproxy imports.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -39,11 +42,14 @@ class Match:
         return cls(OTHER, OTHER, action, "default", False)
 
 
+@functools.lru_cache(maxsize=16384)
 def normalize_host(host: str) -> str:
     """The form hosts are compared in: lower case, punycode, no trailing dot, no port.
 
     IP literals (IPv4, IPv6 with or without brackets) come back in canonical form.
-    Raises ValueError for something that is not a host name at all.
+    Raises ValueError for something that is not a host name at all (never cached).
+    Cached: every request asks for its Host header and its URL's host, and a proxy
+    sees the same few thousand hosts over and over.
     """
     h = host.strip()
     if not h:
@@ -52,30 +58,52 @@ def normalize_host(host: str) -> str:
         end = h.find("]")
         if end < 0:
             raise ValueError(f"unterminated IPv6 literal: {host!r}")
-        return str(ipaddress.IPv6Address(h[1:end].split("%", 1)[0]))
+        return _ipv6(h[1:end])
     colons = h.count(":")
     if colons == 1:
         h, port = h.split(":")
         if port and not port.isdigit():
             raise ValueError(f"bad port in host: {host!r}")
     elif colons > 1:  # bare IPv6 literal
-        return str(ipaddress.IPv6Address(h.split("%", 1)[0]))
+        return _ipv6(h)
     h = h.rstrip(".").lower()
     if not h:
         raise ValueError(f"empty host: {host!r}")
     if not h.isascii():
         try:
-            h = h.encode("idna").decode("ascii")
+            # IDNA maps the ideographic full stops to "."; strip a trailing one again.
+            h = h.encode("idna").decode("ascii").rstrip(".")
         except UnicodeError as e:
             raise ValueError(f"not a valid internationalised host: {host!r}") from e
-    if h[-1].isdigit():
-        try:
-            return str(ipaddress.IPv4Address(h))
-        except ValueError:
-            pass
-    if len(h) > 253 or ".." in h or h[0] == ".":
+        if not h:
+            raise ValueError(f"empty host: {host!r}")
+    if _NUMERIC_LABEL.match(h.rpartition(".")[2]):
+        return _ipv4(h, host)
+    if len(h) > 253 or ".." in h or h[0] == "." or not _HOST_CHARS.match(h):
         raise ValueError(f"not a valid host name: {host!r}")
     return h
+
+
+# A host whose last label is a number is an IPv4 address to browsers and to getaddrinfo,
+# in any of the spellings inet_aton accepts: 3221226250, 0xc0.0.2.10, 0300.0.2.012,
+# 192.0.522. All must meet a rule written for 192.0.2.10.
+_NUMERIC_LABEL = re.compile(r"(?:[0-9]+|0x[0-9a-f]*)\Z")
+# What a host name may be made of once lower-cased and IDNA-encoded ("_" is seen in the
+# wild); anything else (controls, spaces, "*", "/") is not a host.
+_HOST_CHARS = re.compile(r"[a-z0-9_.-]+\Z")
+
+
+def _ipv4(h: str, host: str) -> str:
+    try:
+        return socket.inet_ntoa(socket.inet_aton(h))
+    except OSError:
+        raise ValueError(f"not a valid IPv4 address: {host!r}") from None
+
+
+def _ipv6(text: str) -> str:
+    """Canonical IPv6, and IPv4-mapped addresses as the IPv4 address they are."""
+    ip = ipaddress.IPv6Address(text.split("%", 1)[0])
+    return str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip)
 
 
 class Classifier:

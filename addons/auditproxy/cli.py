@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help=f"/metrics and /healthz (default {DEFAULT_METRICS_PORT}; 0 turns them off)",
     )
-    run.add_argument("--state", metavar="FILE", help="daily notice state (SQLite file)")
+    run.add_argument(
+        "--state",
+        metavar="FILE|URL",
+        help="daily notice state: a SQLite file, or redis://HOST:PORT/DB shared by instances",
+    )
     run.add_argument("--confdir", metavar="DIR", help="mitmproxy's folder for its CA")
     run.add_argument(
         "--access-log", default="-", metavar="FILE", help="JSON access log ('-': stdout)"
@@ -157,6 +161,8 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
 def mitmproxy_arguments(args: argparse.Namespace) -> list[str]:
     """`auditproxy run` flags -> mitmdump arguments."""
     options: dict[str, str] = {
+        "listen_host": args.listen_host,
+        "listen_port": str(args.listen_port),
         "auditproxy_policy": str(Path(args.policy or _default_policy()).resolve()),
         "auditproxy_access_log": args.access_log,
         "auditproxy_metrics_host": args.metrics_host,
@@ -171,15 +177,20 @@ def mitmproxy_arguments(args: argparse.Namespace) -> list[str]:
         "stream_large_bodies": "4m",
     }
     if args.state:
-        options["auditproxy_state"] = str(Path(args.state).resolve())
+        # A Redis URL (several instances sharing the notice state) goes through as it is.
+        shared = args.state.strip().lower().startswith(("redis://", "rediss://"))
+        options["auditproxy_state"] = args.state if shared else str(Path(args.state).resolve())
     if args.confdir:
         options["confdir"] = str(Path(args.confdir).expanduser().resolve())
     if args.pseudonym_key:
         options["auditproxy_pseudonym_key"] = str(Path(args.pseudonym_key).resolve())
-    argv = ["--listen-host", args.listen_host, "--listen-port", str(args.listen_port)]
-    for name, value in options.items():
-        argv += ["--set", f"{name}={value}"]
-    for setting in args.setoptions:  # the operator's --set come last and win
+    # The operator's --set win over these defaults. mitmproxy refuses an option given
+    # twice, so merge rather than append; a bare `--set NAME` (true) keeps its form.
+    settings = {name: f"{name}={value}" for name, value in options.items()}
+    for setting in args.setoptions:
+        settings[setting.split("=", 1)[0].strip()] = setting
+    argv: list[str] = []
+    for setting in settings.values():
         argv += ["--set", setting]
     return argv
 
@@ -187,6 +198,14 @@ def mitmproxy_arguments(args: argparse.Namespace) -> list[str]:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.confdir:
         Path(args.confdir).expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
+    from auditproxy.preflight import run_checks
+
+    # Secrets that others can read: refuse before mitmproxy loads (and trusts) them.
+    problems = run_checks(args.confdir, args.pseudonym_key, args.setoptions)
+    for problem in problems:
+        print(f"auditproxy run: {problem}", file=sys.stderr)
+    if problems:
+        return 1
     from auditproxy.runner import run_proxy
 
     return run_proxy(mitmproxy_arguments(args))

@@ -66,9 +66,20 @@ def parse_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
     return ip
 
 
+_canonical: dict[str, str] = {}
+
+
 def canonical_address(address: str) -> str:
-    ip = parse_address(address)
-    return str(ip) if ip is not None else address
+    """The address as logged (IPv4-mapped IPv6 as IPv4). Cached: it is asked twice a
+    request, and a department has far fewer client addresses than requests."""
+    hit = _canonical.get(address)
+    if hit is None:
+        ip = parse_address(address)
+        hit = str(ip) if ip is not None else address
+        if len(_canonical) >= _CACHE_LIMIT:
+            _canonical.clear()
+        _canonical[address] = hit
+    return hit
 
 
 def clean_name(value: str | None) -> str | None:
@@ -93,17 +104,20 @@ class IdentityResolver:
     def resolve(
         self, proxyauth_user: str | None, header_value: str | None, client_address: str
     ) -> Identity:
-        untrusted = False
+        # Noted whichever source wins: a client that sends the front proxy's header
+        # itself is worth a line in the log even when it also authenticated.
+        untrusted = (
+            header_value is not None
+            and IdentitySource.HEADER in self._sources
+            and client_address not in self._trusted
+        )
         for source in self._sources:
             if source is IdentitySource.PROXY_AUTH:
                 name = clean_name(proxyauth_user)
                 if name is not None:
                     return Identity(name, source, untrusted)
             elif source is IdentitySource.HEADER:
-                if header_value is None:
-                    continue
-                if client_address not in self._trusted:
-                    untrusted = True
+                if header_value is None or untrusted:
                     continue
                 name = clean_name(header_value)
                 if name is not None:

@@ -40,10 +40,14 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping, MutableMapping, Sequence
+import zlib
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
+
+import brotli
+import zstandard
 
 from .banner import Banner
 
@@ -117,10 +121,13 @@ class _Headers:
 
     def __init__(self, headers: Mapping[str, str]):
         self._headers = headers
+        # mitmproxy's Headers (the hot path) is case-insensitive already: a miss is a miss.
+        # Scanning it again would cost a full lookup per header, for every absent name.
+        self._ignores_case = hasattr(headers, "get_all")
 
     def get(self, name: str) -> str | None:
         value = self._headers.get(name)
-        if value is not None:
+        if value is not None or self._ignores_case:
             return value
         lowered = name.lower()
         for key, candidate in self._headers.items():
@@ -163,7 +170,30 @@ def _navigation_skip(request: _Headers) -> SkipReason | None:
         return SkipReason.NOT_DOCUMENT
     if "text/html" not in request.tokens("accept"):
         return SkipReason.NOT_DOCUMENT
+    if _cross_site_referer(request):
+        return SkipReason.NOT_DOCUMENT
     return None
+
+
+def _cross_site_referer(request: _Headers) -> bool:
+    """Whether the Referer names another site than the request's Host.
+
+    Browsers send no Sec-Fetch-* headers to plain-http origins, and a frame's navigation
+    accepts text/html like a top-level one; what still tells an embedded page apart is a
+    Referer from the embedding site. A top-level visit from a link on another site looks
+    the same and is passed over too: the next page on the site carries the notice.
+    "Site" is approximated by the last two labels of the host name.
+    """
+    referer, host = request.get("referer"), request.get("host")
+    if not referer or not host:
+        return False
+    referer_host = referer.partition("://")[2].partition("/")[0].rpartition("@")[2]
+    return _site(referer_host) != _site(host)
+
+
+def _site(host: str) -> str:
+    name = host.strip().lower().rsplit(":", 1)[0] if host.count(":") == 1 else host.lower()
+    return ".".join(name.rstrip(".").split(".")[-2:])
 
 
 def _content_skip(response: _Headers) -> SkipReason | None:
@@ -832,6 +862,87 @@ def _apply(doc: bytes, edits: Sequence[Edit]) -> bytes:
 
 # ---------------------------------------------------------------------------------------
 # 7. Headers of a changed response
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding the body: strict and bounded
+
+
+def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> bytes | SkipReason:
+    """The page's decoded bytes, or why it cannot be used.
+
+    Stricter than mitmproxy's own decoders, which return what they can of a damaged body
+    without complaint: a truncated gzip or zstd stream, trailing garbage, or a broken
+    Brotli stream is `decode_error` (the page goes out as it came; re-encoding a partial
+    page would send the client less than the origin did). Every member of a multi-member
+    gzip and every frame of a multi-frame zstd body is decoded, as browsers do. Output is
+    bounded: a body that decodes to more than `max_bytes` is `too_large`, before it fills
+    memory (a compression bomb costs at most a little over `max_bytes`).
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    try:
+        if encoding in ("", "identity", "none"):
+            return raw if len(raw) <= max_bytes else SkipReason.TOO_LARGE
+        if encoding in ("gzip", "x-gzip"):
+            return _members(raw, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), max_bytes)
+        if encoding == "deflate":  # zlib-wrapped as the RFC says, or raw as some servers send
+            wrapped = raw[:1] and (raw[0] & 0x0F) == 8 and int.from_bytes(raw[:2]) % 31 == 0
+            bits = zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS
+            return _members(raw, lambda: zlib.decompressobj(bits), max_bytes, once=True)
+        if encoding == "br":
+            return _brotli(raw, max_bytes)
+        if encoding == "zstd":
+            return _zstd_frames(raw, max_bytes)
+    except (zlib.error, brotli.error, zstandard.ZstdError):
+        return SkipReason.DECODE_ERROR
+    return SkipReason.ENCODING
+
+
+def _members(
+    raw: bytes, make: Callable[[], zlib._Decompress], max_bytes: int, *, once: bool = False
+) -> bytes | SkipReason:
+    out = bytearray()
+    data = raw
+    while True:
+        decoder = make()
+        out += decoder.decompress(data, max_bytes + 1 - len(out))
+        if decoder.unconsumed_tail or len(out) > max_bytes:
+            return SkipReason.TOO_LARGE
+        if not decoder.eof:
+            return SkipReason.DECODE_ERROR  # truncated
+        data = decoder.unused_data
+        if not data:
+            return bytes(out)
+        if once:
+            return SkipReason.DECODE_ERROR  # trailing garbage after the stream
+
+
+_ZSTD_STEP = 4096  # compressed bytes per step: bounds how far one step can overshoot
+
+
+def _zstd_frames(raw: bytes, max_bytes: int) -> bytes | SkipReason:
+    out = bytearray()
+    data = raw
+    while data:
+        decoder = zstandard.ZstdDecompressor().decompressobj()
+        for start in range(0, len(data), _ZSTD_STEP):
+            out += decoder.decompress(data[start : start + _ZSTD_STEP])
+            if len(out) > max_bytes:
+                return SkipReason.TOO_LARGE
+            if decoder.eof:
+                break
+        if not decoder.eof:
+            return SkipReason.DECODE_ERROR  # truncated
+        data = decoder.unused_data
+    return bytes(out)
+
+
+def _brotli(raw: bytes, max_bytes: int) -> bytes | SkipReason:
+    decoder = brotli.Decompressor()
+    out = decoder.process(raw, output_buffer_limit=max_bytes + 1)
+    if len(out) > max_bytes:
+        return SkipReason.TOO_LARGE
+    return bytes(out) if decoder.is_finished() else SkipReason.DECODE_ERROR
 
 
 def update_headers_after_injection(headers: MutableMapping[str, str]) -> None:

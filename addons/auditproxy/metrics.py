@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -62,6 +63,7 @@ ERROR_STAGES = (
     "tunnel",
     "reload",
 )
+STATE_BACKENDS = ("sqlite", "redis", "memory")
 
 
 def status_class(status: int | None) -> str:
@@ -70,75 +72,105 @@ def status_class(status: int | None) -> str:
     return STATUS_CLASSES[status // 100 - 1]
 
 
+class _CachedLabels:
+    """`labels(*values)` from a dict once a child exists: prometheus_client validates and
+    locks on every call, and the proxy asks for the same few children on every request.
+    (Only for families whose children are never removed.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._children: dict[tuple, Any] = {}
+        super().__init__(*args, **kwargs)
+
+    def labels(self, *values: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            return super().labels(*values, **kwargs)  # type: ignore[misc]
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = super().labels(*values)  # type: ignore[misc]
+        return child
+
+
+class _Counter(_CachedLabels, Counter):
+    pass
+
+
+class _Gauge(_CachedLabels, Gauge):
+    pass
+
+
+class _Histogram(_CachedLabels, Histogram):
+    pass
+
+
 class Metrics:
     """All of auditproxy's metric families, in a registry of their own."""
 
     def __init__(self, mitmproxy_version: str = "") -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
+        self.requests = _Counter(
             "auditproxy_requests",
             "Requests handled, by policy category, site, action and response status class.",
             ["category", "site", "action", "status_class"],
             registry=r,
         )
-        self.notices = Counter(
+        self.notices = _Counter(
             "auditproxy_notices",
             "Daily notices: shown (injected into a page) and acknowledged (link followed).",
             ["category", "site", "event"],
             registry=r,
         )
-        self.notices_unstyled = Counter(
+        self.notices_unstyled = _Counter(
             "auditproxy_notices_unstyled",
             "Notices shown without their styles because the page's Content-Security-Policy "
             "could not allow them safely (readable, plain; the policy is never weakened).",
             ["category"],
             registry=r,
         )
-        self.notice_skipped = Counter(
+        self.notice_skipped = _Counter(
             "auditproxy_notice_skipped",
             "Pages that were due the daily notice but could not carry it safely, by reason.",
             ["reason"],
             registry=r,
         )
-        self.response_bytes = Counter(
+        self.response_bytes = _Counter(
             "auditproxy_response_bytes",
             "Response body bytes sent to clients, by policy category.",
             ["category"],
             registry=r,
         )
-        self.request_duration = Histogram(
+        self.request_duration = _Histogram(
             "auditproxy_request_duration_seconds",
             "Time from the first byte of the request to the end of the response.",
             ["category"],
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
-        self.hook_duration = Histogram(
+        self.hook_duration = _Histogram(
             "auditproxy_hook_duration_seconds",
             "Time the add-on itself spends in each mitmproxy hook (its overhead per request).",
             ["hook"],
             buckets=HOOK_BUCKETS,
             registry=r,
         )
-        self.tunnels = Counter(
+        self.tunnels = _Counter(
             "auditproxy_tunnels",
             "TLS tunnels opened through the proxy, by category and action (bypass: not decrypted).",
             ["category", "action"],
             registry=r,
         )
-        self.errors = Counter(
+        self.errors = _Counter(
             "auditproxy_errors",
             "Faults inside the add-on, by pipeline stage. Traffic went on unchanged (fail open).",
             ["stage"],
             registry=r,
         )
-        self.log_records = Counter(
+        self.log_records = _Counter(
             "auditproxy_log_records",
             "Access-log records by outcome: written, or dropped (could not be written).",
             ["outcome"],
             registry=r,
         )
-        self.policy_reloads = Counter(
+        self.policy_reloads = _Counter(
             "auditproxy_policy_reloads",
             "Policy reloads by result: success, or failure (the last good policy stays).",
             ["result"],
@@ -155,7 +187,7 @@ class Metrics:
             ["name", "sha256"],
             registry=r,
         )
-        self.daily_users = Gauge(
+        self.daily_users = _Gauge(
             "auditproxy_daily_users",
             "Distinct users seen today (the policy's calendar day), by category.",
             ["category"],
@@ -167,6 +199,13 @@ class Metrics:
             ["version", "mitmproxy_version"],
             registry=r,
         )
+        self.state_backend = Gauge(
+            "auditproxy_state_backend",
+            "The daily notice state in use (value 1, the others 0): the configured store "
+            "(sqlite or redis), or memory, the fallback while that store fails.",
+            ["backend"],
+            registry=r,
+        )
         self.build_info.labels(__version__, mitmproxy_version).set(1)
         for outcome in ("written", "dropped"):
             self.log_records.labels(outcome)
@@ -174,6 +213,8 @@ class Metrics:
             self.policy_reloads.labels(result)
         for stage in ERROR_STAGES:
             self.errors.labels(stage)
+        for backend in STATE_BACKENDS:
+            self.state_backend.labels(backend)
         self._policy_labels: tuple[str, str] | None = None
 
     def set_policy(self, name: str, sha256: str) -> None:

@@ -34,6 +34,7 @@ from auditproxy.accesslog import notice_event
 from auditproxy.banner import render_banner
 from auditproxy.days import Calendar
 from auditproxy.engine import Decision, Engine
+from auditproxy.flowheaders import request_headers
 from auditproxy.policy import Action, NoticeScope, Policy
 
 logger = logging.getLogger("auditproxy")
@@ -146,8 +147,16 @@ class NoticeStage:
             return
         if decision.action is not Action.MONITOR or not engine.policy.notice.languages:
             return
+        destination = request_headers(flow).get(b"sec-fetch-dest")
+        if destination is not None and destination.strip().lower() != b"document":
+            return  # an image, a script, a frame, fetch(): not a page (most requests)
         response = flow.response
         assert response is not None
+        if flow.request.method != "GET" or response.status_code != 200:
+            return  # not a page (eligibility would say so too, at more cost)
+        visit = self.visit(engine, decision)
+        if self.state.seen(visit.day, visit.user, visit.scope):
+            return  # the common case: already seen today
         reason = inject.eligibility(
             flow.request.method,
             response.status_code,
@@ -157,9 +166,6 @@ class NoticeStage:
         )
         if reason in NOT_A_PAGE:
             return
-        visit = self.visit(engine, decision)
-        if self.state.seen(visit.day, visit.user, visit.scope):
-            return  # the common case: already seen today
         if reason is None and response.stream:
             reason = inject.SkipReason.STREAMED  # never buffer what mitmproxy streams
         if reason is not None:
@@ -193,13 +199,14 @@ class NoticeStage:
     ) -> bool:
         response = flow.response
         assert response is not None and self.keys is not None
-        try:
-            content = response.get_content(strict=True)
-        except ValueError:
-            self.skipped(inject.SkipReason.DECODE_ERROR)
-            return False
-        if content is None:
+        if response.raw_content is None:
             self.skipped(inject.SkipReason.STREAMED)
+            return False
+        content = inject.decode_body(
+            response.raw_content, response.headers.get("content-encoding"), self.max_bytes
+        )
+        if isinstance(content, inject.SkipReason):
+            self.skipped(content)
             return False
         path = flow.request.path
         token = self.keys.token(visit, decision.host, path)
@@ -241,8 +248,12 @@ class NoticeStage:
     def is_acknowledgement(self, flow: http.HTTPFlow) -> bool:
         return flow.request.path.startswith(ACK_PATH)
 
-    def acknowledge(self, engine: Engine, flow: http.HTTPFlow, decision: Decision) -> None:
-        """Answer the acknowledgement link ourselves; it never reaches the site."""
+    def acknowledge(self, engine: Engine, flow: http.HTTPFlow, decision: Decision) -> bool:
+        """Answer the acknowledgement link ourselves; it never reaches the site.
+
+        True when the acknowledgement was recorded (its record stands for the request);
+        a refused or stale link gets an ordinary access record instead.
+        """
         assert self.keys is not None
         query = parse_qs(urlsplit(flow.request.path).query)
 
@@ -267,13 +278,15 @@ class NoticeStage:
             flow.response = http.Response.make(
                 403, pages.invalid_link_page(engine.policy), pages.PAGE_HEADERS
             )
-            return
-        if claimed.day == visit.day:  # yesterday's link just goes back to the page
-            match = decision.match
-            self.metrics.notices.labels(match.category, match.site, "acknowledged").inc()
-            self.emit(notice_event(decision, "notice-acknowledged", claimed.scope))
+            return False
         flow.response = http.Response.make(
             303,
             b"",
             {"Location": path, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
         )
+        if claimed.day != visit.day:  # yesterday's link just goes back to the page
+            return False
+        match = decision.match
+        self.metrics.notices.labels(match.category, match.site, "acknowledged").inc()
+        self.emit(notice_event(decision, "notice-acknowledged", claimed.scope))
+        return True

@@ -21,7 +21,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
 from typing import Protocol
@@ -46,6 +46,10 @@ class NoticeState(Protocol):
 
     def prune(self, before: date) -> int:
         """Forget days before `before`; returns how many records went."""
+        ...
+
+    def adopt(self, claims: Iterable[tuple[date, str, str]]) -> int:
+        """Record claims made elsewhere (the memory fallback); returns how many were new."""
         ...
 
     def close(self) -> None: ...
@@ -80,6 +84,18 @@ class MemoryState:
             self._seen -= old
         return len(old)
 
+    def adopt(self, claims: Iterable[tuple[date, str, str]]) -> int:
+        keys = {(day.toordinal(), user, scope) for day, user, scope in claims}
+        with self._lock:
+            new = keys - self._seen
+            self._seen |= new
+        return len(new)
+
+    def claims(self) -> list[tuple[date, str, str]]:
+        with self._lock:
+            keys = list(self._seen)
+        return [(date.fromordinal(day), user, scope) for day, user, scope in keys]
+
     def close(self) -> None:
         self._seen.clear()
 
@@ -88,7 +104,9 @@ class SQLiteState:
     """The embedded store: one file, WAL journal, one row per (day, user, scope).
 
     Safe for one process with concurrent flows (one connection, serialised by a lock;
-    the proxy's event loop is single-threaded anyway). Raises sqlite3.Error on faults;
+    the proxy's event loop is single-threaded anyway). The file is locked exclusively
+    while the process runs: a second instance on the same file falls back to memory (and
+    says so); instances that share state use Redis. Raises sqlite3.Error on faults;
     `Resilient` turns those into a fallback.
     """
 
@@ -107,6 +125,10 @@ class SQLiteState:
         )
         try:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # One process owns the file. Exclusive locking also means WAL without the
+            # memory-mapped -shm file: if the files turn read-only under us, a write
+            # fails with an sqlite3 error (handled) instead of SIGBUS (the whole proxy).
+            db.execute("PRAGMA locking_mode = EXCLUSIVE")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute(self.SCHEMA)
@@ -146,6 +168,21 @@ class SQLiteState:
             )
         return cursor.rowcount
 
+    def adopt(self, claims: Iterable[tuple[date, str, str]]) -> int:
+        rows = [(day.toordinal(), user, scope) for day, user, scope in claims]
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO notice_seen (day, user, scope) VALUES (?, ?, ?)", rows
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return self._db.total_changes - before
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -154,11 +191,15 @@ class SQLiteState:
 class Resilient:
     """A store that may fail, with memory behind it.
 
-    On a fault: report it (`on_fault`), keep answering from memory (which remembers
-    what was claimed while the file was unavailable), and after `retry_after` seconds try
-    the file again (`opener` makes a fresh store, so a deleted or replaced file is
-    followed). Claims made in memory are not copied back: at worst a person sees the
-    notice a second time that day after a fault; never a page held up or broken.
+    On a fault: report it (`on_fault`), keep answering from memory (which remembers what
+    was claimed while the store was unavailable), and once `retry_after` seconds have
+    passed try the store again on the next call, or at `poll()` when traffic is idle
+    (`opener` makes a fresh store, so a deleted or replaced file, or a restarted Redis, is
+    followed). On return, the claims made in memory meanwhile are handed to the store
+    (`adopt`), so that neither a restart nor another instance sharing the store shows
+    those people the notice again today. During the fault each instance decides alone:
+    at worst a person sees the notice a second time that day; never a page held up or
+    broken.
     """
 
     def __init__(
@@ -167,7 +208,10 @@ class Resilient:
         on_fault: Callable[[str, Exception], None],
         retry_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        name: str = "sqlite",
     ) -> None:
+        self.name = name
         self._opener = opener
         self._on_fault = on_fault
         self._retry_after = retry_after
@@ -181,15 +225,39 @@ class Resilient:
     def degraded(self) -> bool:
         return self._store is None
 
+    @property
+    def backend(self) -> str:
+        """The store in use, for `auditproxy_state_backend`: its name, or `memory`."""
+        return "memory" if self.degraded else self.name
+
     def _open(self) -> None:
+        recovering = self._failed_at is not None
         try:
-            self._store = self._opener()
+            store = self._opener()
         except Exception as e:
             self._fail("open", e)
-        else:
-            if self._failed_at is not None:
-                logger.warning("notice state is back on its store after a fault")
-            self._failed_at = None
+            return
+        self._store, self._failed_at = store, None
+        if recovering:
+            self._hand_back(store)
+
+    def _hand_back(self, store: NoticeState) -> None:
+        claims = self._memory.claims()
+        if not claims:
+            logger.warning("notice state is back on its store (%s) after a fault", self.name)
+            return
+        try:
+            added = store.adopt(claims)
+        except Exception as e:
+            self._fail("hand back", e)
+            return
+        logger.warning(
+            "notice state is back on its store (%s); handed it %d of the %d claims made "
+            "during the fault",
+            self.name,
+            added,
+            len(claims),
+        )
 
     def _fail(self, what: str, error: Exception) -> None:
         if self._store is not None:
@@ -206,10 +274,14 @@ class Resilient:
             self._open()
         return self._store
 
+    def poll(self) -> None:
+        """Try the store again if a retry is due: recovery while no page comes in."""
+        self._usable()
+
     def seen(self, day: date, user: str, scope: str) -> bool:
+        store = self._usable()  # first, so that even known people trigger a due retry
         if self._memory.seen(day, user, scope):
             return True
-        store = self._usable()
         if store is None:
             return False
         try:
@@ -219,9 +291,9 @@ class Resilient:
             return False
 
     def claim(self, day: date, user: str, scope: str) -> bool:
+        store = self._usable()
         if self._memory.seen(day, user, scope):
             return False  # claimed while the store was down
-        store = self._usable()
         if store is not None:
             try:
                 return store.claim(day, user, scope)
@@ -247,6 +319,9 @@ class Resilient:
             except Exception as e:
                 self._fail("prune", e)
         return removed
+
+    def adopt(self, claims: Iterable[tuple[date, str, str]]) -> int:
+        return self._memory.adopt(claims)
 
     def close(self) -> None:
         if self._store is not None:

@@ -12,18 +12,6 @@ from support.paths import POLICIES
 from support.proxy import AuditProxyProcess
 
 
-@pytest.fixture(scope="session")
-def test_ca() -> Iterator[CertAuthority]:
-    with CertAuthority() as ca:
-        yield ca
-
-
-@pytest.fixture
-def upstream(test_ca: CertAuthority) -> Iterator[Upstream]:
-    with Upstream(test_ca) as server:
-        yield server
-
-
 @pytest.fixture
 def upstream_ca_file(test_ca: CertAuthority, tmp_path: Path) -> Path:
     return test_ca.write_ca(tmp_path)

@@ -13,13 +13,9 @@ from mitmproxy.test import taddons, tflow
 
 from auditproxy.addon import AuditProxy
 
+from .notice import DOCUMENT
 from .paths import POLICIES
 
-DOCUMENT = {
-    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-    "Sec-Fetch-Dest": "document",
-    "Sec-Fetch-Mode": "navigate",
-}
 HTML = {"Content-Type": "text/html; charset=utf-8"}
 PAGE = b"<!doctype html><html><head><title>t</title></head><body><p>page</p></body></html>"
 

@@ -78,7 +78,16 @@ class AuditProxyProcess:
                 start_new_session=True,
             )
         try:
-            wait_for_port("127.0.0.1", self.port, timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while True:  # the port, unless the process gives up first (bad options...)
+                if self.process.poll() is not None:
+                    raise OSError(f"it exited with status {self.process.returncode}")
+                try:
+                    wait_for_port("127.0.0.1", self.port, timeout=0.2)
+                    break
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise
             wait_for_http(self.metrics_url("/healthz"), timeout=timeout)
         except (TimeoutError, OSError) as e:
             self.stop()

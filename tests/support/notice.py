@@ -1,0 +1,31 @@
+"""What tests of the notice share: how a page request looks, how the notice is found, and
+the oracle that takes it out again."""
+
+from __future__ import annotations
+
+from auditproxy.inject import InjectResult
+
+# The headers a browser sends when a person opens a page (a top-level navigation).
+DOCUMENT = {
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Sec-Fetch-Dest": "document",
+    "Sec-Fetch-Mode": "navigate",
+}
+# The notice in a page's bytes (the interface contract's element id).
+NOTICE = b'id="auditproxy-notice"'
+
+
+def undo(result: InjectResult) -> bytes:
+    """The original body, from the changed one and its edits: the proof that only the
+    notice was added and nothing of the page was damaged."""
+    pieces, new_pos, old_pos = [], 0, 0
+    for edit in result.edits:
+        unchanged = edit.start - old_pos
+        pieces.append(result.body[new_pos : new_pos + unchanged])
+        new_pos += unchanged
+        assert result.body[new_pos : new_pos + len(edit.new)] == edit.new
+        pieces.append(edit.old)
+        new_pos += len(edit.new)
+        old_pos = edit.start + len(edit.old)
+    pieces.append(result.body[new_pos:])
+    return b"".join(pieces)
