@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -444,7 +445,8 @@ def test_systemd_unit_paths_agree_with_logrotate_and_shippers() -> None:
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     """The binary paths are pointed at this checkout's `auditproxy` so that verify can look."""
-    auditproxy = shutil.which("auditproxy")
+    beside_python = Path(sys.executable).parent / "auditproxy"  # the venv, not on PATH in CI
+    auditproxy = str(beside_python) if beside_python.exists() else shutil.which("auditproxy")
     if auditproxy is None:
         pytest.skip("the auditproxy command is not installed")
     text = SYSTEMD_UNIT.read_text(encoding="utf-8").replace(
