@@ -26,6 +26,7 @@ import functools
 import hashlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import date
@@ -349,9 +350,11 @@ class AuditProxy:
             loop.create_task(self._beat(), name="auditproxy-heartbeat"),
             loop.create_task(self._maintain(), name="auditproxy-maintain"),
         ]
-        # Not in the main thread, or no signals here: polling still does the work.
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        # SIGHUP reopens the log and re-reads the policy at once; where the loop cannot take
+        # signals (not the main thread, or no SIGHUP on the platform) polling does the work.
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self._start_metrics_server()
 
     def done(self) -> None:

@@ -35,7 +35,10 @@ def start_proxy(
     """Start `auditproxy run` in upstream mode towards the test internet."""
     started: list[AuditProxyProcess] = []
 
-    def start(*args: str, policy: Path | None = None, name: str = "proxy") -> AuditProxyProcess:
+    def start(
+        *args: str, policy: Path | None = None, name: str = "proxy", start: bool = True
+    ) -> AuditProxyProcess:
+        """`start=False`: made, not started (for faults that exist before start)."""
         workdir = tmp_path / f"{name}-{len(started)}"
         workdir.mkdir()
         proxy = AuditProxyProcess(
@@ -44,6 +47,7 @@ def start_proxy(
             policy=policy,
             upstream_mode=upstream.proxy_mode,
             upstream_ca=upstream_ca_file,
+            start=start,
         )
         started.append(proxy)
         return proxy

@@ -36,7 +36,7 @@ import pytest
 
 from auditproxy.identity import load_key
 from auditproxy.notice import NoticeKeys
-from support import ProxyClient, Reply, Response, Upstream
+from support import ProxyClient, Reply, Response
 from support.notice import DOCUMENT, NOTICE
 from support.proxy import AuditProxyProcess
 
@@ -209,28 +209,10 @@ def fill(folder: Path) -> Path:
 
 @pytest.fixture
 def stopped_proxy(
-    tmp_path: Path, upstream: Upstream, upstream_ca_file: Path, e2e_policy: Path
-) -> Iterator[Callable[..., AuditProxyProcess]]:
+    start_proxy: Callable[..., AuditProxyProcess], e2e_policy: Path
+) -> Callable[..., AuditProxyProcess]:
     """An `auditproxy run` that is not started yet, for faults that exist before start."""
-    made: list[AuditProxyProcess] = []
-
-    def make(*args: str) -> AuditProxyProcess:
-        workdir = tmp_path / f"proxy-{len(made)}"
-        workdir.mkdir()
-        proxy = AuditProxyProcess(
-            workdir,
-            list(args),
-            policy=e2e_policy,
-            upstream_mode=upstream.proxy_mode,
-            upstream_ca=upstream_ca_file,
-            start=False,
-        )
-        made.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in made:
-        proxy.stop()
+    return lambda *args: start_proxy(*args, policy=e2e_policy, start=False)
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,26 +284,6 @@ def test_state_store_corrupt_then_fixed(stopped_proxy):
     check_back_on_the_store(proxy, db)
 
 
-def start_or_exit(proxy: AuditProxyProcess, timeout: float = 20) -> int | None:
-    """Start the proxy; its exit status if it exits instead of listening, else None."""
-    with proxy.stderr_path.open("ab") as stderr:
-        proxy.process = subprocess.Popen(
-            proxy.command,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (status := proxy.process.poll()) is not None:
-            return status
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", proxy.port)):
-            return None
-        time.sleep(0.05)
-    raise TimeoutError("auditproxy run neither listened nor exited")
-
-
 def test_metrics_port_in_use_at_start_still_serves(stopped_proxy):
     """The README: "Metrics port in use. Traffic goes on; the error is logged and counted,
     and the proxy retries the port every second"."""
@@ -329,7 +291,7 @@ def test_metrics_port_in_use_at_start_still_serves(stopped_proxy):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", proxy.metrics_port))
         squatter.listen()
-        assert start_or_exit(proxy) is None, proxy.stderr()
+        proxy.start(health=False)  # fails with its stderr if it exits instead of listening
         assert ProxyClient("127.0.0.1", proxy.port).get("http://news.example/").status == 200
 
 

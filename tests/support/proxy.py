@@ -68,7 +68,9 @@ class AuditProxyProcess:
         if start:
             self.start()
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 30, *, health: bool = True) -> None:
+        """Start and wait for the proxy port (and `/healthz`, unless `health=False`);
+        fails with the process's stderr if it exits instead."""
         with self.stderr_path.open("ab") as stderr:
             self.process = subprocess.Popen(
                 self.command,
@@ -88,7 +90,8 @@ class AuditProxyProcess:
                 except TimeoutError:
                     if time.monotonic() > deadline:
                         raise
-            wait_for_http(self.metrics_url("/healthz"), timeout=timeout)
+            if health:
+                wait_for_http(self.metrics_url("/healthz"), timeout=timeout)
         except (TimeoutError, OSError) as e:
             self.stop()
             raise AssertionError(f"auditproxy run did not start ({e}):\n{self.stderr()}") from None
