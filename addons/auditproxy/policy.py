@@ -10,6 +10,7 @@ No mitmproxy imports here: this module is used by `auditproxy check` and `classi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import gc
 import hashlib
@@ -226,20 +227,7 @@ def _parse_text(text: str, raw: bytes, source: str) -> Policy:
 
 def _with_provenance(policy: Policy, sha256: str, source: str) -> Policy:
     sites = tuple(site for category in policy.categories for site in category.sites)
-    return Policy(
-        name=policy.name,
-        url=policy.url,
-        timezone=policy.timezone,
-        default_action=policy.default_action,
-        categories=policy.categories,
-        notice=policy.notice,
-        clients=policy.clients,
-        identity=policy.identity,
-        logging=policy.logging,
-        sha256=sha256,
-        source=source,
-        sites=sites,
-    )
+    return dataclasses.replace(policy, sha256=sha256, source=source, sites=sites)
 
 
 # ---------------------------------------------------------------------------------------
