@@ -1,4 +1,6 @@
-# Sourced by scripts/run and scripts/test: find a Python >= 3.12 and make .venv with it.
+# shellcheck shell=bash
+# Sourced by scripts/run, scripts/test, scripts/lock and bench/run: find a Python >= 3.12,
+# bootstrap the pinned uv, and make .venv exactly as uv.lock says.
 #
 # Looks at $PYTHON, then python3.13/python3.12/python3 on PATH, then pyenv's and the
 # system's installations. mitmproxy 12 needs 3.12 or newer; many machines default to 3.11.
@@ -23,28 +25,43 @@ find_python() {
     return 1
 }
 
-# ensure_venv EXTRAS: .venv with auditproxy installed (editable) with those extras.
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# uv never downloads a Python of its own here: it uses the one find_python chose.
+export UV_PYTHON_DOWNLOADS=never
+
+# ensure_uv: $UV is the uv that scripts/uv-requirements.txt pins (hash-checked), kept in
+# .tools/uv so that it is the same version on every machine.
+ensure_uv() {
+    local python tools="$REPO/.tools/uv" pins="$REPO/scripts/uv-requirements.txt"
+    export UV="$tools/bin/uv"
+    if [ -x "$UV" ] && [ "$tools/.installed" -nt "$pins" ]; then return 0; fi
+    python=$(find_python) || { _no_python; return 1; }
+    rm -rf "$tools"
+    "$python" -m venv "$tools"
+    "$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --require-hashes --only-binary :all: -r "$pins" >&2
+    touch "$tools/.installed"
+}
+
+_no_python() {
+    echo "auditproxy needs Python 3.12 or newer; none found." >&2
+    echo "Install one (e.g. apt-get install python3.12, or pyenv install 3.12) or" >&2
+    echo "point PYTHON at it: PYTHON=/path/to/python3.12 $0" >&2
+}
+
+# ensure_venv: .venv with exactly the versions in uv.lock (every extra and the dev group:
+# the test and lint tools), auditproxy itself installed editable. Quick when nothing
+# changed; fails when pyproject.toml changed and uv.lock was not refreshed (scripts/lock).
 ensure_venv() {
-    local extras="$1" repo venv stamp python
-    repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-    venv="$repo/.venv"
-    if [ ! -x "$venv/bin/python" ] || ! _python_ok "$venv/bin/python"; then
-        python=$(find_python) || {
-            echo "auditproxy needs Python 3.12 or newer; none found." >&2
-            echo "Install one (e.g. apt-get install python3.12, or pyenv install 3.12) or" >&2
-            echo "point PYTHON at it: PYTHON=/path/to/python3.12 $0" >&2
-            return 1
-        }
-        echo "Creating .venv with $python ($("$python" --version 2>&1))" >&2
-        rm -rf "$venv"
-        "$python" -m venv "$venv"
-    fi
-    # Reinstall when pyproject.toml changed since the last install.
-    stamp="$venv/.installed-$extras"
-    if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$repo[$extras]" >&2
-        touch "$stamp"
-    fi
-    VENV="$venv"
+    local python venv="$REPO/.venv"
+    ensure_uv || return 1
+    python=$(find_python) || { _no_python; return 1; }
+    if [ -x "$venv/bin/python" ] && ! _python_ok "$venv/bin/python"; then rm -rf "$venv"; fi
+    UV_PROJECT_ENVIRONMENT="$venv" "$UV" sync --quiet --locked --all-extras --group dev \
+        --python "$python" --project "$REPO" >&2 || {
+        echo "Installing from uv.lock failed. If pyproject.toml changed, refresh the lock:" >&2
+        echo "  scripts/lock" >&2
+        return 1
+    }
+    export VENV="$venv"
 }

@@ -22,8 +22,14 @@ PROGRAMS = {
     "redis-server": "redis-server",
     "haproxy": "haproxy",
     "chattr": "e2fsprogs",
+    "shellcheck": "shellcheck",
+    "faketime": "faketime",
 }
-MODULES = {"playwright": "the test extra (pip install -e '.[test]')", "redis": "the test extra"}
+MODULES = {
+    "playwright": "the test group (scripts/test installs it from uv.lock)",
+    "redis": "the redis extra and the test group",
+    "time_machine": "the test group",
+}
 
 
 @pytest.mark.skipif(not IN_CI, reason="only under CI=true")

@@ -91,7 +91,7 @@ def test_pseudonym_matches_what_the_proxy_logs(tmp_path):
     alice, bob = (json.loads(line) for line in result.stdout.splitlines())
     expected = Pseudonymizer(load_key(key))
     assert alice["user.hash"] == expected("alice") and bob["user.hash"] == expected("bob")
-    assert alice["key_id"] == expected.key_id
+    assert alice["labels.user_key_id"] == expected.key_id
     os.chmod(key, 0o644)
     refused = auditproxy("pseudonym", "--key", str(key), "alice")
     assert refused.returncode == 1 and "readable by others" in refused.stderr

@@ -110,6 +110,23 @@ def test_monitor_local_script_is_sound() -> None:
         assert result.returncode == 0, result.stdout
 
 
+SHELL_SCRIPTS = [
+    REPO / ".ci" / "run",
+    *(REPO / "scripts").glob("*.sh"),
+    *(REPO / "scripts" / name for name in ("run", "test", "lock", "test-newest")),
+    REPO / "bench" / "run",
+    DOCKER / "install-from-lock.sh",
+]
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_shell_scripts_pass_shellcheck(script: Path) -> None:
+    if not shutil.which("shellcheck"):
+        pytest.skip("apt-get install shellcheck")
+    result = run("shellcheck", "-x", "-P", "SCRIPTDIR", "-P", str(REPO), str(script))
+    assert result.returncode == 0, result.stdout
+
+
 def test_required_alerts_exist_with_severity_and_text() -> None:
     assert alert_names() >= REQUIRED_ALERTS
     for group in alerts()["groups"]:
@@ -256,6 +273,11 @@ def test_dockerfile_is_non_root_slim_and_healthchecked() -> None:
     assert all(f.startswith("${PYTHON_IMAGE}") for f in froms) and len(froms) == 2
     (user,) = [rest for word, rest in instructions if word == "USER"]
     assert not user.startswith(("root", "0"))
+    # Installed from the lock by the script tests/e2e/test_install.py runs for real.
+    runs = [rest for word, rest in instructions if word == "RUN"]
+    assert any("deploy/docker/install-from-lock.sh" in run for run in runs)
+    copied = " ".join(rest for word, rest in instructions if word == "COPY")
+    assert "uv.lock" in copied and "scripts/uv-requirements.txt" in copied
     (healthcheck,) = [rest for word, rest in instructions if word == "HEALTHCHECK"]
     assert "/healthz" in healthcheck
     (cmd,) = [json.loads(rest) for word, rest in instructions if word == "CMD"]

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import brotli
 import pytest
-import zstandard
 from hypothesis import example, given
 from hypothesis import strategies as st
 from mitmproxy import http
@@ -41,6 +40,7 @@ from auditproxy import inject
 from auditproxy.banner import NOTICE_ID, render_banner
 from auditproxy.inject import InjectResult, SkipReason
 from auditproxy.policy import load_policy
+from support import zstd
 from support.fuzz import fuzz
 from support.harness import DOCUMENT, Harness, harness_for
 from support.notice import undo
@@ -76,7 +76,7 @@ def clean_decode(raw: bytes, content_encoding: str | None) -> bytes | None:
             return brotli.decompress(raw)
         if coding == "zstd":
             return _zstd_frames(raw)
-    except (zlib.error, brotli.error, zstandard.ZstdError, EOFError, OSError):
+    except (zlib.error, brotli.error, zstd.ZstdError, EOFError, OSError):
         return None
     return None
 
@@ -107,7 +107,7 @@ def _deflate(raw: bytes) -> bytes | None:
 def _zstd_frames(raw: bytes) -> bytes | None:
     out, rest = [], raw
     while rest:
-        d = zstandard.ZstdDecompressor().decompressobj()
+        d = zstd.ZstdDecompressor()
         out.append(d.decompress(rest))
         if not d.eof:
             return None
@@ -121,7 +121,7 @@ def encode(data: bytes, coding: str) -> bytes:
     if coding == "br":
         return brotli.compress(data, quality=4)
     if coding == "zstd":
-        return zstandard.ZstdCompressor(level=3).compress(data)
+        return zstd.compress(data, level=3)
     if coding == "deflate":
         return zlib.compress(data)
     return data

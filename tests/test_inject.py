@@ -33,7 +33,6 @@ from unittest.mock import patch
 
 import brotli
 import pytest
-import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mitmproxy.http import Headers
@@ -55,6 +54,7 @@ from auditproxy.inject import (
     update_headers_after_injection,
 )
 from auditproxy.policy import load_policy
+from support import zstd
 from support.notice import undo
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1091,7 +1091,7 @@ ENCODERS = {
     "gzip": gzip.compress,
     "deflate": zlib.compress,
     "br": brotli.compress,
-    "zstd": zstandard.compress,
+    "zstd": zstd.compress,
 }
 
 
@@ -1113,7 +1113,7 @@ def test_decode_body_multi_member_gzip_and_multi_frame_zstd_decode_whole() -> No
     half = len(DECODE_PAGE) // 2
     first, second = DECODE_PAGE[:half], DECODE_PAGE[half:]
     assert decode_body(gzip.compress(first) + gzip.compress(second), "gzip", MAX) == DECODE_PAGE
-    frames = zstandard.compress(first) + zstandard.compress(second)
+    frames = zstd.compress(first) + zstd.compress(second)
     assert decode_body(frames, "zstd", MAX) == DECODE_PAGE
 
 

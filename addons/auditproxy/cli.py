@@ -147,11 +147,13 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
         print(f"auditproxy pseudonym: {e}", file=sys.stderr)
         return 1
     for name in args.names:
-        print(
-            json.dumps(
-                {"user.name": name, "user.hash": pseudonymize(name), "key_id": pseudonymize.key_id}
-            )
-        )
+        # The access log's own field names, so an investigator can match records as they are.
+        fields = {
+            "user.name": name,
+            "user.hash": pseudonymize(name),
+            "labels.user_key_id": pseudonymize.key_id,
+        }
+        print(json.dumps(fields))
     return 0
 
 

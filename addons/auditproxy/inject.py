@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 import zlib
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,11 @@ from enum import StrEnum
 from typing import Final
 
 import brotli
-import zstandard
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:  # the backport of PEP 784's module, which mitmproxy 12.3 uses too
+    from backports import zstd
 
 from .banner import Banner
 
@@ -893,7 +898,7 @@ def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> byt
             return _brotli(raw, max_bytes)
         if encoding == "zstd":
             return _zstd_frames(raw, max_bytes)
-    except (zlib.error, brotli.error, zstandard.ZstdError):
+    except (zlib.error, brotli.error, zstd.ZstdError):
         return SkipReason.DECODE_ERROR
     return SkipReason.ENCODING
 
@@ -917,23 +922,26 @@ def _members(
             return SkipReason.DECODE_ERROR  # trailing garbage after the stream
 
 
-_ZSTD_STEP = 4096  # compressed bytes per step: bounds how far one step can overshoot
-
-
 def _zstd_frames(raw: bytes, max_bytes: int) -> bytes | SkipReason:
+    """Every frame in turn (skippable ones too), each sliced out of one memoryview by its
+    size from the frame header: no copy of the rest per frame, and each decompress call
+    stops at the output bound itself rather than after it."""
     out = bytearray()
-    data = raw
-    while data:
-        decoder = zstandard.ZstdDecompressor().decompressobj()
-        for start in range(0, len(data), _ZSTD_STEP):
-            out += decoder.decompress(data[start : start + _ZSTD_STEP])
+    view = memoryview(raw)
+    offset = 0
+    while offset < len(view):
+        size = zstd.get_frame_size(view[offset:])  # ZstdError: truncated or not zstd
+        decoder = zstd.ZstdDecompressor()
+        out += decoder.decompress(view[offset : offset + size], max_bytes + 1 - len(out))
+        while not decoder.eof:
             if len(out) > max_bytes:
                 return SkipReason.TOO_LARGE
-            if decoder.eof:
-                break
-        if not decoder.eof:
-            return SkipReason.DECODE_ERROR  # truncated
-        data = decoder.unused_data
+            if decoder.needs_input:
+                return SkipReason.DECODE_ERROR  # truncated
+            out += decoder.decompress(b"", max_bytes + 1 - len(out))
+        if len(out) > max_bytes:
+            return SkipReason.TOO_LARGE
+        offset += size
     return bytes(out)
 
 

@@ -234,6 +234,7 @@ EMBED = html_page("Post", '<p id="embedded">An embedded post.</p>')
 # 1. Once a day per site, on top-level pages of monitored sites
 
 
+@pytest.mark.clock
 def test_notice_on_the_first_page_of_each_monitored_site_only(session, upstream: Upstream):
     page, proxy = session.page, session.proxy
     upstream.route("www.facebook.com", "/", Reply.html(FEED))
@@ -271,6 +272,7 @@ def test_notice_on_the_first_page_of_each_monitored_site_only(session, upstream:
     assert metric_total(proxy, "auditproxy_notice_skipped_total") == 0  # favicons are no pages
 
 
+@pytest.mark.clock
 def test_a_page_that_cannot_carry_the_notice_leaves_it_for_the_next(session, upstream):
     """A redirect page (meta refresh) is skipped and counted; the page it leads to gets it."""
     page, proxy = session.page, session.proxy
@@ -436,6 +438,7 @@ def test_plain_http_iframe_gets_no_notice(session, upstream):
         ("http://forum.test/threads/42?page=2#reply", "Je comprends", "forum"),
     ],
 )
+@pytest.mark.clock
 def test_acknowledgement_link_returns_to_the_same_page(session, upstream, url, link, site):
     page, proxy = session.page, session.proxy
     upstream.route("*", "/", Reply.html(FEED), prefix=True)

@@ -312,6 +312,7 @@ def test_state_store_read_only(stopped_proxy, tmp_path):
     check_back_on_the_store(proxy, db)
 
 
+@pytest.mark.clock
 def test_state_files_frozen_while_running(start_proxy, e2e_policy, upstream, tmp_path):
     if why := can_chattr(tmp_path):
         pytest.skip(why)

@@ -36,17 +36,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-try:  # `tests/` is on sys.path while it has no __init__.py; `tests.support` once it has one
-    from support import CertAuthority, ProxyClient, Reply, Upstream, free_port, wait_for_http
-except ImportError:  # pragma: no cover
-    from tests.support import (
-        CertAuthority,
-        ProxyClient,
-        Reply,
-        Upstream,
-        free_port,
-        wait_for_http,
-    )
+from support import CertAuthority, ProxyClient, Reply, Upstream, free_port, wait_for_http
 
 pytestmark = [
     pytest.mark.e2e,
@@ -449,6 +439,7 @@ def test_every_query_target_returns_data_where_the_traffic_says_it_must(stack: S
     )
 
 
+@pytest.mark.clock
 def test_notice_metrics_when_the_banner_is_there(stack: Stack) -> None:
     if not stack.notice_seen:
         pytest.skip('the daily notice is not in this build yet (no id="auditproxy-notice")')

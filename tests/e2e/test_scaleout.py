@@ -389,6 +389,7 @@ def test_first_visit_on_one_instance_then_none_on_the_other(stack: Stack) -> Non
     assert sorted(shown) == [0, 1]
 
 
+@pytest.mark.clock
 def test_a_race_of_first_visits_through_both_instances_shows_one_banner(stack: Stack) -> None:
     ports = [stack.a.port] * 3 + [stack.b.port] * 3 + [stack.haproxy.port] * 2
     for _ in range(3):

@@ -336,6 +336,7 @@ def signed_link(proxy: AuditProxyProcess, user: str, day: date, path: str) -> st
     return f"{ACK_PATH}?{query}"
 
 
+@pytest.mark.clock
 def test_acknowledgement_link_cannot_be_replayed(start_proxy, e2e_policy, upstream):
     proxy = start_proxy("--set", "proxyauth=any", policy=e2e_policy)
     alice = ProxyClient("127.0.0.1", proxy.port, proxy_auth=("alice", "pw"))

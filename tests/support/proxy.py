@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from .clock import faketime_env
 from .ports import free_port, wait_for_http, wait_for_port
 
 
@@ -78,6 +79,7 @@ class AuditProxyProcess:
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env={**os.environ, **faketime_env()},  # a shifted test clock (support.clock)
             )
         try:
             deadline = time.monotonic() + timeout

@@ -1,0 +1,28 @@
+#!/bin/sh
+# Install auditproxy exactly as uv.lock says into a new virtual environment:
+#
+#   deploy/docker/install-from-lock.sh SOURCE_DIR PREFIX
+#
+# The image's build stage runs it (deploy/docker/Dockerfile), and so does
+# tests/test_deploy.py, for real, so that what CI tested is what the image runs. SOURCE_DIR
+# holds pyproject.toml, uv.lock, scripts/uv-requirements.txt, addons/ and the example
+# policy. PYTHON names the interpreter (default: python3, which must be 3.12 or newer).
+# Runtime dependencies and the redis extra only: no test tools in the image.
+set -eu
+src=$(cd "$1" && pwd)
+prefix=$2
+python=${PYTHON:-python3}
+
+tools=$(mktemp -d)
+trap 'rm -rf "$tools"' EXIT
+"$python" -m venv "$tools"
+"$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
+    --require-hashes --only-binary :all: -r "$src/scripts/uv-requirements.txt"
+UV_PROJECT_ENVIRONMENT=$prefix UV_PYTHON_DOWNLOADS=never "$tools/bin/uv" sync --quiet \
+    --locked --no-dev --extra redis --no-editable --compile-bytecode \
+    --project "$src" --python "$python"
+
+# Smoke test: every module the proxy loads imports (a dependency missing from the lock
+# fails here, not at the first start), and the shipped policy passes its own check.
+"$prefix/bin/python" -c 'import auditproxy.addon, auditproxy.state_redis'
+"$prefix/bin/auditproxy" check "$src/policy/department.yaml"
