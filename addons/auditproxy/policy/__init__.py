@@ -1,0 +1,1 @@
+"""The department's policy: its model, loading it with line-numbered errors, host names."""

@@ -1,0 +1,1 @@
+"""Where what happened goes: the access log's records, the log file, the metrics."""
