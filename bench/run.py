@@ -461,8 +461,8 @@ def timed_calls(fn: Callable[[], object], n: int) -> list[int]:
 
 
 def classify_section(tmp: Path, domains: int) -> dict:
-    from auditproxy.engine import Engine
-    from auditproxy.policy import parse_policy
+    from auditproxy.decide.decision import Engine
+    from auditproxy.policy.load import parse_policy
 
     text = w.generated_policy(domains).encode()
     path = tmp / "policy-100k.yaml"
@@ -507,9 +507,10 @@ class _CountingParser(html.parser.HTMLParser):
 
 
 def inject_section() -> dict:
-    from auditproxy import inject
-    from auditproxy.banner import render_banner
-    from auditproxy.policy import load_policy
+    from auditproxy.notice import insert
+    from auditproxy.notice.banner import render_banner
+    from auditproxy.notice.reasons import SkipReason
+    from auditproxy.policy.load import load_policy
 
     page = w.large_page()
     policy = load_policy(w.EXAMPLE_POLICY)
@@ -518,12 +519,12 @@ def inject_section() -> dict:
     )
 
     def run_inject() -> object:
-        return inject.inject(
+        return insert.inject(
             page, banner, content_type="text/html; charset=utf-8", max_bytes=4 * 1024 * 1024
         )
 
     result = run_inject()
-    assert not isinstance(result, inject.SkipReason), result
+    assert not isinstance(result, SkipReason), result
     assert result.body.count(b'id="auditproxy-notice"') == 1
     times = timed_calls(run_inject, 50)
 
@@ -544,7 +545,7 @@ def inject_section() -> dict:
 
 
 def state_section(tmp: Path, users: int, sites: int) -> dict:
-    from auditproxy.state import SQLiteState
+    from auditproxy.notice.store import SQLiteState
 
     day = datetime.date(2026, 11, 22)
     path = tmp / "state-1m.sqlite3"

@@ -21,14 +21,17 @@ from pathlib import Path
 import pytest
 import workloads as w
 
-from auditproxy import inject
-from auditproxy.accesslog import AccessLog, Exchange, LogSink, access_event
-from auditproxy.banner import render_banner
-from auditproxy.classify import OTHER
-from auditproxy.engine import Engine
-from auditproxy.identity import user_fields
-from auditproxy.policy import LoggingSettings, load_policy, parse_policy
-from auditproxy.state import SQLiteState
+from auditproxy.decide.classify import OTHER
+from auditproxy.decide.decision import Engine
+from auditproxy.decide.identity import user_fields
+from auditproxy.notice import insert
+from auditproxy.notice.banner import render_banner
+from auditproxy.notice.store import SQLiteState
+from auditproxy.policy.load import load_policy, parse_policy
+from auditproxy.policy.model import LoggingSettings
+from auditproxy.sinks.accesslog import AccessLog
+from auditproxy.sinks.logfile import LogSink
+from auditproxy.sinks.records import Exchange, access_event
 
 DAY = datetime.date(2026, 11, 22)
 KEY = bytes(range(32))
@@ -179,10 +182,10 @@ def test_inject_2mb(benchmark, page: bytes, banner) -> None:
     """The banner into a 2 MB page with a 130 KB head (target: under 5 ms)."""
 
     def run():
-        return inject.inject(page, banner, content_type="text/html; charset=utf-8")
+        return insert.inject(page, banner, content_type="text/html; charset=utf-8")
 
     result = benchmark(run)
-    assert isinstance(result, inject.InjectResult)
+    assert isinstance(result, insert.InjectResult)
     assert page.index(b"<body") < result.offset < page.index(b"<main>")
 
 

@@ -13,9 +13,10 @@ from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHelloData
 
-from auditproxy.addon import DECISION, AuditProxy
-from auditproxy.engine import Engine
-from auditproxy.policy import Action
+from auditproxy.addon import AuditProxy
+from auditproxy.decide.decision import Engine
+from auditproxy.flowstate import KEY
+from auditproxy.policy.model import Action
 from support.harness import harness_for, sample
 from support.paths import POLICIES
 
@@ -37,7 +38,7 @@ def test_default_policy_and_key_in_confdir(tmp_path):
         key = tmp_path / "auditproxy-pseudonym.key"
         assert key.exists() and key.stat().st_mode & 0o777 == 0o600
         assert sample(addon, "auditproxy_policy_last_reload_successful") == 1
-        addon.done()
+        addon.runtime.done()
 
 
 def test_broken_policy_at_start_is_an_options_error_with_lines(harness):
@@ -76,9 +77,9 @@ def test_explicit_key_path_is_never_created(harness, tmp_path):
 def test_monitored_request_one_record_and_metrics(harness):
     f = harness.flow(headers={"Cookie": "sid=SECRET", "Authorization": "Basic SECRET"})
     harness.exchange(f)
-    harness.addon.response(f)  # a second call must not log twice
-    harness.addon.error(f)
-    decision = f.metadata[DECISION]
+    harness.hooks.response(f)  # a second call must not log twice
+    harness.hooks.error(f)
+    decision = f.metadata[KEY].decision
     assert (decision.match.site, decision.action) == ("facebook", Action.MONITOR)
     (record,) = harness.records()
     assert record["event.action"] == "access"
@@ -109,21 +110,21 @@ def test_monitored_request_one_record_and_metrics(harness):
 
 def test_block_answers_with_the_policy_page(harness):
     f = harness.flow("https://www.malware.test/x")
-    harness.addon.requestheaders(f)
+    harness.hooks.requestheaders(f)
     assert f.response.status_code == 403
     assert b"This site is blocked" in f.response.content
     assert f.response.headers["Cache-Control"] == "no-store"
-    harness.addon.response(f)
+    harness.hooks.response(f)
     (record,) = harness.records()
     assert (record["event.action"], record["labels.action"]) == ("blocked", "block")
 
 
 def test_client_outside_the_cidrs_is_refused(harness):
     f = harness.flow(client="203.0.113.7")
-    harness.addon.requestheaders(f)
+    harness.hooks.requestheaders(f)
     assert f.response.status_code == 403
     assert b"not available from your network" in f.response.content
-    harness.addon.response(f)
+    harness.hooks.response(f)
     (record,) = harness.records()
     assert record["labels.action"] == "refuse" and record["event.action"] == "blocked"
     assert (
@@ -144,9 +145,9 @@ def test_refused_connect_is_answered_and_logged_once(harness):
     request.authority = "www.facebook.com:443"
     f = tflow.tflow(req=request)
     f.client_conn.peername = ("198.51.100.1", 5000)
-    harness.addon.http_connect(f)
+    harness.hooks.http_connect(f)
     assert f.response.status_code == 403
-    harness.addon.error(f)
+    harness.hooks.error(f)
     assert [r["labels.action"] for r in harness.records()] == ["refuse"]
 
 
@@ -180,18 +181,18 @@ def test_proxy_auth_user_never_password(harness):
 def test_answered_before_us_is_logged_not_enforced(harness):
     f = harness.flow("http://www.malware.test/")
     f.response = tutils.tresp(status_code=407, content=b"auth")
-    harness.addon.requestheaders(f)
+    harness.hooks.requestheaders(f)
     assert f.response.status_code == 407  # left alone
-    harness.addon.response(f)
+    harness.hooks.response(f)
     assert harness.records()[0]["http.response.status_code"] == 407
 
 
 def test_error_gets_one_record(harness):
     f = harness.flow("http://example.org/p?secret=1")
-    harness.addon.requestheaders(f)
+    harness.hooks.requestheaders(f)
     f.error = tflow.terr("Connection reset by peer at http://example.org/p?secret=1")
-    harness.addon.error(f)
-    harness.addon.error(f)
+    harness.hooks.error(f)
+    harness.hooks.error(f)
     (record,) = harness.records()
     assert record["event.outcome"] == "failure"
     assert "secret" not in record["error.message"]
@@ -200,13 +201,13 @@ def test_error_gets_one_record(harness):
 
 def test_streamed_response_bytes_are_counted(harness):
     f = harness.flow("http://example.org/big.iso")
-    harness.addon.requestheaders(f)
+    harness.hooks.requestheaders(f)
     f.response = tutils.tresp(content=None)
     f.response.stream = True
-    harness.addon.responseheaders(f)
+    harness.hooks.responseheaders(f)
     for chunk in (b"a" * 1000, b"b" * 500, b""):
         assert f.response.stream(chunk) == chunk
-    harness.addon.response(f)
+    harness.hooks.response(f)
     assert harness.records()[0]["http.response.bytes"] == 1500
 
 
@@ -222,7 +223,7 @@ def client_hello(harness, sni: str | None, connect_host: str | None, client="10.
 
 def test_bypass_tunnel_is_not_decrypted_and_logged_host_port_only(harness):
     data = client_hello(harness, "www.bank.test", "www.bank.test")
-    harness.addon.tls_clienthello(data)
+    harness.hooks.tls_clienthello(data)
     assert data.ignore_connection is True
     (record,) = harness.records()
     assert record["event.action"] == "tunnel"
@@ -235,7 +236,7 @@ def test_bypass_tunnel_is_not_decrypted_and_logged_host_port_only(harness):
 
 def test_monitored_tunnel_is_decrypted(harness):
     data = client_hello(harness, "www.facebook.com", "www.facebook.com")
-    harness.addon.tls_clienthello(data)
+    harness.hooks.tls_clienthello(data)
     assert data.ignore_connection is False
     assert harness.records() == []
     assert (
@@ -246,7 +247,7 @@ def test_monitored_tunnel_is_decrypted(harness):
 def test_fronted_tunnel_is_decrypted(harness):
     # CONNECT to a monitored site with the bank's name in the TLS handshake: stricter wins.
     data = client_hello(harness, "bank.test", "www.facebook.com")
-    harness.addon.tls_clienthello(data)
+    harness.hooks.tls_clienthello(data)
     assert data.ignore_connection is False
 
 
@@ -255,11 +256,11 @@ def test_tunnel_identity_from_connect(harness):
     connect = tflow.tflow(req=request)
     connect.client_conn.peername = ("10.9.9.9", 5000)
     connect.request.headers["X-Authenticated-User"] = "carol"
-    harness.addon.http_connect(connect)
+    harness.hooks.http_connect(connect)
     assert "X-Authenticated-User" not in connect.request.headers
     context = Context(connect.client_conn, harness.tctx.options)
     context.server.address = ("bank.test", 443)
-    harness.addon.tls_clienthello(ClientHelloData(context, SimpleNamespace(sni="bank.test")))
+    harness.hooks.tls_clienthello(ClientHelloData(context, SimpleNamespace(sni="bank.test")))
     assert harness.records()[0]["user.name"] == "carol"
 
 
@@ -272,7 +273,7 @@ def test_a_fault_lets_traffic_through_unchanged_and_is_counted(harness, monkeypa
 
     monkeypatch.setattr(Engine, "decide", explode)
     f = harness.flow("http://www.malware.test/")
-    harness.addon.requestheaders(f)  # must not raise
+    harness.hooks.requestheaders(f)  # must not raise
     assert f.response is None  # not blocked: fail open
     assert sample(harness.addon, "auditproxy_errors_total", stage="classify") == 1
     harness.respond(f)
@@ -282,8 +283,8 @@ def test_a_fault_lets_traffic_through_unchanged_and_is_counted(harness, monkeypa
 def test_unwritable_log_is_counted_not_fatal(harness):
     harness.tctx.configure(harness.addon, auditproxy_access_log="/dev/full")
     harness.exchange(harness.flow())
-    assert harness.addon._sink.backlog == 1
-    harness.addon._sink.close()
+    assert harness.addon.runtime.sink.backlog == 1
+    harness.addon.runtime.sink.close()
     assert sample(harness.addon, "auditproxy_log_records_total", outcome="dropped") == 1
 
 
@@ -292,7 +293,7 @@ def test_unwritable_log_is_counted_not_fatal(harness):
 
 async def settle(addon: AuditProxy, polls: int = 3) -> None:
     for _ in range(polls):
-        await addon._check_policy()
+        await addon.runtime._check_policy()
 
 
 async def test_hot_reload_valid_then_invalid(harness):
@@ -341,15 +342,15 @@ async def test_running_starts_maintenance_and_metrics(harness, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     harness.tctx.configure(harness.addon, auditproxy_metrics_port=port)
-    harness.addon.running()
+    harness.hooks.running()
     try:
-        assert harness.addon.server is not None
-        assert harness.addon.server.address[1] == port
+        assert harness.addon.runtime.server is not None
+        assert harness.addon.runtime.server.address[1] == port
         await asyncio.sleep(0.2)
-        assert harness.addon.heartbeat.age() < 1
+        assert harness.addon.runtime.heartbeat.age() < 1
     finally:
-        harness.addon.done()
-    assert harness.addon.server is None
+        harness.hooks.done()
+    assert harness.addon.runtime.server is None
 
 
 async def test_sighup_rereads_policy_and_key_even_if_unchanged(harness, tmp_path):
@@ -364,6 +365,6 @@ async def test_sighup_rereads_policy_and_key_even_if_unchanged(harness, tmp_path
     )
     before = harness.addon.engine.pseudonymize.key_id
     key.write_text("22" * 32)  # rotated
-    harness.addon._on_sighup()
+    harness.addon.runtime._on_sighup()
     await settle(harness.addon)
     assert harness.addon.engine.pseudonymize.key_id != before

@@ -82,7 +82,7 @@ def test_classify_with_broken_policy():
 
 
 def test_pseudonym_matches_what_the_proxy_logs(tmp_path):
-    from auditproxy.identity import Pseudonymizer, load_key
+    from auditproxy.decide.identity import Pseudonymizer, load_key
 
     key = tmp_path / "k.key"
     load_key(key, create=True)
@@ -153,7 +153,7 @@ async def test_run_settings_override_defaults_in_real_mitmproxy_parsing(tmp_path
     opts.set(*parsed.setoptions, defer=True)
     assert (opts.stream_large_bodies, opts.listen_host) == ("5m", "0.0.0.0")
     assert (opts.block_global, opts.flow_detail) == (False, 0)
-    master.addons.get("auditproxy").done()
+    master.addons.get("auditproxy").runtime.done()
 
 
 def test_defaults_are_loopback_only():

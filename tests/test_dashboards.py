@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from auditproxy.metrics import Metrics
+from auditproxy.sinks.metrics import Metrics
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = REPO / "dashboards"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from auditproxy.policy import parse_policy
+from auditproxy.policy.load import parse_policy
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

@@ -22,4 +22,4 @@ async def test_master_has_the_addon_and_freezes_the_start_up_heap(tmp_path):
         assert addon.engine is not None
     finally:
         gc.unfreeze()
-        addon.done()
+        addon.runtime.done()

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from auditproxy import __version__
-from auditproxy.classify import Classifier
-from auditproxy.policy import PolicyError, load_policy
+from auditproxy.decide.classify import Classifier
+from auditproxy.policy.load import DEFAULT_POLICY, load_policy
+from auditproxy.policy.model import PolicyError
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"  # not an open proxy out of the box
 DEFAULT_LISTEN_PORT = 8080
@@ -18,8 +19,6 @@ DEFAULT_METRICS_PORT = 9464
 
 
 def _default_policy() -> str:
-    from auditproxy.addon import DEFAULT_POLICY
-
     return str(DEFAULT_POLICY)
 
 
@@ -139,7 +138,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:
-    from auditproxy.identity import Pseudonymizer, load_key
+    from auditproxy.decide.identity import Pseudonymizer, load_key
 
     try:
         pseudonymize = Pseudonymizer(load_key(args.key))

@@ -19,7 +19,7 @@ from pathlib import Path
 DEFAULT_CONFDIR = "~/.mitmproxy"
 # mitmproxy's files that hold the CA's private key (PEM, and PKCS#12 for Windows).
 CA_KEY_FILES = ("mitmproxy-ca.pem", "mitmproxy-ca.p12")
-PSEUDONYM_KEY_FILE = "auditproxy-pseudonym.key"  # the default in CONFDIR (see addon.py)
+PSEUDONYM_KEY_FILE = "auditproxy-pseudonym.key"  # the default in CONFDIR (see runtime.py)
 _GROUP_OR_OTHERS = stat.S_IRWXG | stat.S_IRWXO
 
 

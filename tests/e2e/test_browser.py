@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from auditproxy.banner import STYLE_HASH
+from auditproxy.notice.banner import STYLE_HASH
 from support import Reply, Upstream
 from support.browser import VIEWPORT, ProxiedChromium, make_proxy_ca, unavailable
 from support.paths import EXAMPLE_POLICY, REPO

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from auditproxy.identity import load_key
-from auditproxy.notice import NoticeKeys
+from auditproxy.decide.identity import load_key
+from auditproxy.notice.keys import NoticeKeys
 from support import ProxyClient, Reply, Response
 from support.notice import DOCUMENT, NOTICE
 from support.proxy import AuditProxyProcess
@@ -255,7 +255,7 @@ def test_state_store_locked_then_fixed(stopped_proxy):
     """Locked by another process when the proxy opens it (a second instance pointed at the
     same file by mistake, a backup tool, an sqlite3 shell): memory takes over; when the
     lock goes, the proxy moves back to the file by itself."""
-    from auditproxy.state import SQLiteState
+    from auditproxy.notice.store import SQLiteState
 
     proxy = stopped_proxy("--set", "proxyauth=any")
     db = proxy.workdir / "state.sqlite3"
@@ -298,7 +298,7 @@ def test_metrics_port_in_use_at_start_still_serves(stopped_proxy):
 def test_state_store_read_only(stopped_proxy, tmp_path):
     if why := can_chattr(tmp_path):
         pytest.skip(why)
-    from auditproxy.state import SQLiteState
+    from auditproxy.notice.store import SQLiteState
 
     proxy = stopped_proxy("--set", "proxyauth=any")
     db = proxy.workdir / "state.sqlite3"

@@ -35,9 +35,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import yaml
 
-from auditproxy.accesslog import ALLOWED_FIELDS
-from auditproxy.identity import load_key
-from auditproxy.notice import ACK_PATH, NoticeKeys, Visit
+from auditproxy.decide.identity import load_key
+from auditproxy.notice.keys import ACK_PATH, NoticeKeys, Visit
+from auditproxy.sinks.records import ALLOWED_FIELDS
 from support import ProxyClient, Response, Upstream
 from support.client import BufferedSocket, read_response
 from support.notice import DOCUMENT, NOTICE

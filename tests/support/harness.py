@@ -13,6 +13,7 @@ from mitmproxy.test import taddons, tflow
 
 from auditproxy.addon import AuditProxy
 
+from .hooks import Hooks
 from .notice import DOCUMENT
 from .paths import POLICIES
 
@@ -27,6 +28,7 @@ def sample(addon: AuditProxy, name: str, **labels: str) -> float:
 class Harness:
     def __init__(self, tctx: taddons.context, addon: AuditProxy, tmp: Path) -> None:
         self.tctx, self.addon, self.tmp = tctx, addon, tmp
+        self.hooks = Hooks(tctx, addon)
         self.log_path = tmp / "access.log"
         self.policy_path = tmp / "policy.yaml"
 
@@ -76,12 +78,12 @@ class Harness:
             f.response = http.Response.make(status)
             f.response.headers = http.Headers(fields)
             f.response.raw_content = body  # the bytes on the wire, encoded as the headers say
-        self.addon.responseheaders(f)
-        self.addon.response(f)
+        self.hooks.responseheaders(f)
+        self.hooks.response(f)
         return f
 
     def exchange(self, f: http.HTTPFlow, **kw: object) -> http.HTTPFlow:
-        self.addon.requestheaders(f)
+        self.hooks.requestheaders(f)
         return self.respond(f, **kw)  # type: ignore[arg-type]
 
     def page(
@@ -110,4 +112,4 @@ def harness_for(tmp_path: Path, policy: Path = POLICIES / "small.yaml") -> Itera
             auditproxy_reload_interval="0.05",
         )
         yield Harness(tctx, addon, tmp_path)
-        addon.done()
+        Hooks(tctx, addon).done()

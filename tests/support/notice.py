@@ -3,7 +3,7 @@ the oracle that takes it out again."""
 
 from __future__ import annotations
 
-from auditproxy.inject import InjectResult
+from auditproxy.notice.insert import InjectResult
 
 # The headers a browser sends when a person opens a page (a top-level navigation).
 DOCUMENT = {

@@ -1,0 +1,113 @@
+"""Pages the proxy answers with itself: a blocked site, a refused client. Pure.
+
+Bilingual like the notice (the policy's languages; wording for English and French is
+built in, other languages fall back to English). Pure ASCII with character references,
+no script, no external resources, and never a form: the proxy never asks for credentials.
+"""
+
+from __future__ import annotations
+
+import html
+
+from auditproxy.policy.model import Policy
+
+_WORDING = {
+    "en": {
+        "blocked_title": "This site is blocked",
+        "blocked_body": "Access to {site} is blocked under the {policy}.",
+        "refused_title": "This proxy is not available from your network",
+        "refused_body": (
+            "Your computer's address is not one the {policy} allows to use this proxy. "
+            "Contact your IT service desk if you think this is a mistake."
+        ),
+        "invalid_title": "This link is not valid",
+        "invalid_body": (
+            "This acknowledgement link was made for someone else, or it was changed. "
+            "Nothing was recorded. The notice explains the {policy}."
+        ),
+        "read": "Read the policy",
+    },
+    "fr": {
+        "blocked_title": "Ce site est bloqu\u00e9",
+        "blocked_body": "L'acc\u00e8s \u00e0 {site} est bloqu\u00e9 en vertu de la {policy}.",
+        "refused_title": "Ce serveur mandataire n'est pas accessible depuis votre r\u00e9seau",
+        "refused_body": (
+            "L'adresse de votre ordinateur ne fait pas partie de celles que la {policy} "
+            "autorise \u00e0 utiliser ce serveur mandataire. Communiquez avec le centre de "
+            "services de TI si vous croyez qu'il s'agit d'une erreur."
+        ),
+        "invalid_title": "Ce lien n'est pas valide",
+        "invalid_body": (
+            "Ce lien de confirmation a \u00e9t\u00e9 cr\u00e9\u00e9 pour une autre personne, "
+            "ou il a \u00e9t\u00e9 modifi\u00e9. Rien n'a \u00e9t\u00e9 enregistr\u00e9. "
+            "L'avis explique la {policy}."
+        ),
+        "read": "Lire la politique",
+    },
+}
+
+_STYLE = (
+    "body{font:16px/1.5 system-ui,sans-serif;color:#1b1b1b;background:#fff;margin:0}"
+    "main{max-width:44rem;margin:3rem auto;padding:0 1rem}"
+    "section{border-left:6px solid #a51e22;padding:.25rem 1rem;margin:0 0 2rem}"
+    "h1{font-size:1.5rem;margin:.5rem 0}a{color:#0b4f8a}"
+)
+
+
+def ascii_html(text: str) -> str:
+    """Escape for HTML text or attributes, with every non-ASCII character as a reference."""
+    return html.escape(text, quote=True).encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _sections(policy: Policy, kind: str, site: str) -> list[str]:
+    langs = policy.notice.languages or ("en",)
+    out = []
+    for lang in langs:
+        words = _WORDING.get(lang.split("-")[0], _WORDING["en"])
+        text = policy.notice.texts.get(lang)
+        policy_name = text.policy_name if text else policy.name
+        policy_url = text.policy_url if text else policy.url
+        body = ascii_html(words[f"{kind}_body"]).format(
+            site=f"<strong>{ascii_html(site)}</strong>", policy=ascii_html(policy_name)
+        )
+        out.append(
+            f'<section lang="{ascii_html(lang)}">'
+            f"<h1>{ascii_html(words[f'{kind}_title'])}</h1><p>{body}</p>"
+            f'<p><a href="{ascii_html(policy_url)}">{ascii_html(words["read"])}</a></p>'
+            "</section>"
+        )
+    return out
+
+
+def _page(policy: Policy, kind: str, site: str) -> bytes:
+    langs = policy.notice.languages or ("en",)
+    title = " / ".join(
+        _WORDING.get(lang.split("-")[0], _WORDING["en"])[f"{kind}_title"] for lang in langs
+    )
+    page = (
+        f'<!DOCTYPE html><html lang="{ascii_html(langs[0])}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{ascii_html(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main>{''.join(_sections(policy, kind, site))}</main></body></html>"
+    )
+    return page.encode("ascii")
+
+
+def blocked_page(policy: Policy, site: str) -> bytes:
+    return _page(policy, "blocked", site)
+
+
+def refused_page(policy: Policy) -> bytes:
+    return _page(policy, "refused", "")
+
+
+def invalid_link_page(policy: Policy) -> bytes:
+    return _page(policy, "invalid", "")
+
+
+PAGE_HEADERS = {
+    "Content-Type": "text/html; charset=utf-8",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+}

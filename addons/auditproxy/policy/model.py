@@ -1,0 +1,152 @@
+"""The policy's model: frozen dataclasses and the vocabularies (actions, scopes, sources).
+
+What `policy.load` builds from YAML and every later stage reads. Pure, no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Action(StrEnum):
+    MONITOR = "monitor"  # allow, log, daily notice
+    LOG = "log"  # allow, log
+    BYPASS = "bypass"  # allow without TLS decryption; tunnel logged with host and port only
+    BLOCK = "block"  # refuse with a page naming the policy
+
+    @property
+    def strictness(self) -> int:
+        """Order used when two names for one request disagree (domain fronting)."""
+        return _STRICTNESS[self]
+
+
+_STRICTNESS = {Action.BYPASS: 0, Action.LOG: 1, Action.MONITOR: 2, Action.BLOCK: 3}
+
+
+class NoticeScope(StrEnum):
+    SITE = "site"  # once a day per site (default)
+    CATEGORY = "category"  # once a day per category
+    ALL = "all"  # once a day for all monitored sites together
+
+
+class IdentitySource(StrEnum):
+    PROXY_AUTH = "proxy_auth"  # mitmproxy's proxy authentication (user name only)
+    HEADER = "header"  # a header set by a trusted front proxy
+    ADDRESS = "address"  # the client's IP address
+
+
+class LogAs(StrEnum):
+    NAME = "name"  # user.name
+    PSEUDONYM = "pseudonym"  # user.hash = HMAC-SHA256(key, name), with the key's id
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    name: str
+    category: str
+    action: Action
+    domains: tuple[str, ...]
+    notice: bool  # whether the daily notice applies to this site
+
+    @property
+    def rule_name(self) -> str:
+        return f"{self.category}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    name: str
+    action: Action
+    description: str
+    notice: bool
+    sites: tuple[Site, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BannerText:
+    """One language's wording of the notice. Plain text: markup is escaped when rendered."""
+
+    lang: str
+    heading: str
+    disclaimer: str
+    monitoring: str
+    policy_name: str
+    policy_url: str
+    link_text: str
+    acknowledge: str
+    dismiss: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeSettings:
+    scope: NoticeScope
+    languages: tuple[str, ...]
+    texts: MappingProxyType[str, BannerText]
+
+    def ordered_texts(self) -> tuple[BannerText, ...]:
+        return tuple(self.texts[lang] for lang in self.languages)
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySettings:
+    sources: tuple[IdentitySource, ...]
+    header: str | None
+    trusted_proxies: tuple[IPNetwork, ...]
+    log_as: LogAs
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    source_ip: bool  # log source.ip
+    url_path: bool  # log url.path (never the query string)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    url: str
+    timezone: ZoneInfo
+    default_action: Action
+    categories: tuple[Category, ...]
+    notice: NoticeSettings
+    clients: tuple[IPNetwork, ...]
+    identity: IdentitySettings
+    logging: LoggingSettings
+    sha256: str = ""
+    source: str = ""
+    sites: tuple[Site, ...] = field(default=(), compare=False)
+
+    @property
+    def timezone_name(self) -> str:
+        return self.timezone.key
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    line: int
+    message: str
+
+    def format(self, source: str) -> str:
+        return f"{source}:{self.line}: {self.message}"
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used. `problems` lists every problem found, with lines."""
+
+    def __init__(self, source: str, problems: list[Problem]):
+        self.source = source
+        self.problems = sorted(problems, key=lambda p: p.line)
+        super().__init__("\n".join(p.format(source) for p in self.problems))
+
+
+def iter_domains(policy: Policy) -> Iterator[tuple[str, Site]]:
+    for site in policy.sites:
+        for domain in site.domains:
+            yield domain, site

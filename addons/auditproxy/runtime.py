@@ -1,0 +1,356 @@
+# Over 300 lines: the proxy's lifecycle shares one state; split, each part reaches in.
+"""What the pipeline runs on: options, the policy in force and its reloads, the pseudonym
+key, the notice state store, the access log, the metrics endpoint and the upkeep tasks.
+
+The first add-on of the pipeline (`addon.AuditProxy`): mitmproxy hands it the options
+(`load`, `configure`) and the process's life (`running`, `done`); every stage after it
+reads the policy in force from it (`runtime.engine`), which is swapped whole on a reload,
+so a request is decided by one policy, never half of an old one and half of a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+import threading
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from mitmproxy import ctx, exceptions
+from mitmproxy import version as mitmproxy_version
+
+from auditproxy.decide.decision import Engine
+from auditproxy.decide.identity import load_key
+from auditproxy.notice.resilient import Resilient, open_store
+from auditproxy.notice.stage import NoticeStage
+from auditproxy.notice.store import MemoryState
+from auditproxy.options import (
+    DEFAULT_NOTICE_MAX_BYTES,
+    KEY_FILE_NAME,
+    OPTIONS,
+    STATE_FILE_NAME,
+    parse_interval,
+)
+from auditproxy.policy.days import Calendar
+from auditproxy.policy.load import DEFAULT_POLICY, parse_policy
+from auditproxy.policy.model import PolicyError
+from auditproxy.policy.watch import FileWatch
+from auditproxy.sinks.accesslog import AccessLog
+from auditproxy.sinks.http import Heartbeat, MetricsServer
+from auditproxy.sinks.logfile import LogSink
+from auditproxy.sinks.metrics import DailyUsers, Metrics
+from auditproxy.sinks.recorder import Recorder
+
+logger = logging.getLogger("auditproxy")
+UTC = ZoneInfo("UTC")
+
+
+class Runtime:
+    """Options, the policy in force, the state store, the log, metrics and upkeep."""
+
+    name = "auditproxy.runtime"  # mitmproxy's add-on name
+
+    def __init__(self) -> None:
+        self.metrics = Metrics(mitmproxy_version.VERSION)
+        self.recorder = Recorder(self.metrics)
+        self.heartbeat = Heartbeat()
+        self.notice = NoticeStage(MemoryState(), DEFAULT_NOTICE_MAX_BYTES)
+        self.engine: Engine | None = None
+        self.calendar: Calendar | None = None
+        self.watch: FileWatch | None = None
+        self.server: MetricsServer | None = None
+        self.sink: LogSink | None = None
+        self.state: Resilient | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._reload_interval = 1.0
+        self._options_ready = False
+        self._force_reload = False
+        self._pruned_before: date | None = None
+
+    # ------------------------------------------------------------------ options
+
+    def load(self, loader: Any) -> None:
+        for name, kind, default, help_text in OPTIONS:
+            loader.add_option(name, kind, default, help_text)
+        self._options_ready = True
+
+    def configure(self, updated: set[str]) -> None:
+        if not self._options_ready:
+            return  # load() is still registering options; each one announces itself
+        options = ctx.options
+        if "auditproxy_reload_interval" in updated:
+            try:
+                self._reload_interval = parse_interval(options.auditproxy_reload_interval)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
+        if "auditproxy_access_log" in updated or self.sink is None:
+            self._open_access_log(options.auditproxy_access_log)
+        if "auditproxy_notice_max_bytes" in updated:
+            self.notice.max_bytes = options.auditproxy_notice_max_bytes
+        if updated & {"auditproxy_state", "confdir"} or self.state is None:
+            self._open_state()
+        policy_options = {"auditproxy_policy", "auditproxy_pseudonym_key", "confdir"}
+        if updated & policy_options or self.engine is None:
+            path = options.auditproxy_policy or str(DEFAULT_POLICY)
+            try:
+                engine = self.compile(Path(path).read_bytes(), path)
+            except OSError as e:
+                self.metrics.policy_reloads.labels("failure").inc()
+                raise exceptions.OptionsError(f"cannot read policy {path}: {e.strerror}") from e
+            except ValueError as e:
+                self.metrics.policy_reloads.labels("failure").inc()
+                raise exceptions.OptionsError(f"policy {path} is not usable:\n{e}") from e
+            self.install(engine)
+            self.watch = FileWatch(path)
+
+    def _open_access_log(self, path: str) -> None:
+        recorder = self.recorder
+        try:
+            sink = LogSink(
+                path, recorder.log_record, on_fault=lambda message: recorder.fault("log", message)
+            )
+        except OSError as e:
+            raise exceptions.OptionsError(
+                f"cannot open access log {path}: {e.strerror or e}"
+            ) from e
+        if self.sink is not None:
+            self.sink.close()
+        self.sink = sink
+        if self.engine is not None:
+            recorder.access_log = AccessLog(sink, self.engine.policy.logging)
+
+    def _open_state(self) -> None:
+        value = ctx.options.auditproxy_state or str(
+            Path(ctx.options.confdir).expanduser() / STATE_FILE_NAME
+        )
+        state = self._state_store(value)
+        if self.state is not None:
+            self.state.close()
+        self.state = state
+        self.notice.state = state
+        # auditproxy_state_backend is read at each scrape, so it follows faults and recoveries.
+        for name in ("sqlite", "redis", "memory"):
+            self.metrics.state_backend.labels(name).set_function(
+                lambda name=name: float(name == state.backend)
+            )
+
+    def _state_store(self, value: str) -> Resilient:
+        def timezone() -> ZoneInfo:  # the policy's, as reloaded
+            return self.calendar.tz if self.calendar is not None else UTC
+
+        try:
+            return open_store(value, self._state_fault, timezone)
+        except (ValueError, RuntimeError) as e:
+            raise exceptions.OptionsError(f"auditproxy_state: {e}") from None
+
+    def _state_fault(self, what: str, error: Exception) -> None:
+        self.recorder.fault(
+            "state",
+            f"notice state {what} failed ({type(error).__name__}: {error}); "
+            "using memory until it works again",
+        )
+
+    def _key_path(self) -> tuple[Path, bool]:
+        """The key file (pseudonyms, notice tokens), and whether we may create it: only at
+        the default place, so a mistyped path never silently starts a new key."""
+        if ctx.options.auditproxy_pseudonym_key:
+            return Path(ctx.options.auditproxy_pseudonym_key).expanduser(), False
+        return Path(ctx.options.confdir).expanduser() / KEY_FILE_NAME, True
+
+    def compile(self, data: bytes, source: str) -> Engine:
+        """Policy bytes -> a ready Engine. Pure enough to run in a worker thread."""
+        policy = parse_policy(data, source=source)
+        NoticeStage.check(policy)
+        key_path, may_create = self._key_path()
+        return Engine(policy, load_key(key_path, create=may_create))
+
+    def install(self, engine: Engine) -> None:
+        policy = engine.policy
+        previous = self.engine
+        self.engine = engine
+        self.metrics.set_policy(policy.name, policy.sha256)
+        self.metrics.policy_last_reload_successful.set(1)
+        if previous is None or previous.policy.timezone != policy.timezone:
+            self.calendar = Calendar(policy.timezone)
+            self.recorder.daily_users = DailyUsers(self.calendar)
+        assert self.calendar is not None
+        self.notice.configure(engine, self.calendar)
+        recorder = self.recorder
+        if self.sink is not None:
+            if recorder.access_log is None:
+                recorder.access_log = AccessLog(self.sink, policy.logging)
+            else:
+                recorder.access_log = recorder.access_log.with_settings(policy.logging)
+        if previous is not None:
+            self.metrics.policy_reloads.labels("success").inc()
+            logger.info(
+                "policy reloaded: %s (sha256 %s, %d sites)",
+                policy.name,
+                policy.sha256[:12],
+                len(policy.sites),
+            )
+        else:
+            logger.info(
+                "policy loaded: %s from %s (sha256 %s, %d sites, %d domains)",
+                policy.name,
+                policy.source,
+                policy.sha256[:12],
+                len(policy.sites),
+                len(engine.classifier),
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def running(self) -> None:
+        if self.engine is None:
+            # Added without any of our options set: configure from the defaults now. An
+            # error logged here makes mitmproxy's start-up check exit with status 1.
+            try:
+                self.configure(set())
+            except exceptions.OptionsError as e:
+                logger.error("auditproxy cannot start: %s", e)
+                return
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._beat(), name="auditproxy-heartbeat"),
+            loop.create_task(self._maintain(), name="auditproxy-maintain"),
+        ]
+        # SIGHUP reopens the log and re-reads the policy at once; where the loop cannot take
+        # signals (not the main thread, or no SIGHUP on the platform) polling does the work.
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self._start_metrics_server()
+
+    def done(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self.sink is not None:
+            self.sink.close()
+        if self.state is not None:
+            self.state.close()
+
+    def _start_metrics_server(self) -> None:
+        port = ctx.options.auditproxy_metrics_port
+        if self.server is not None or not port:
+            return
+        host = ctx.options.auditproxy_metrics_host
+        try:
+            server = MetricsServer(self.metrics, self.heartbeat, host, port, self.health)
+        except OSError as e:
+            # Metrics are not worth taking the web away from staff: keep proxying, retry.
+            self.recorder.fault(
+                "metrics", f"cannot listen on {host}:{port} for metrics: {e.strerror}"
+            )
+            return
+        server.start()
+        self.server = server
+        logger.info("metrics and health on http://%s:%d/metrics and /healthz", host, port)
+
+    def health(self) -> dict:
+        engine = self.engine
+        return {
+            "policy": engine.policy.name if engine else None,
+            "policy_sha256": engine.policy.sha256 if engine else None,
+            "access_log_ok": self.sink.healthy if self.sink else False,
+            "access_log_backlog": self.sink.backlog if self.sink else 0,
+            "state_backend": self.state.backend if self.state else None,
+        }
+
+    async def _beat(self) -> None:
+        while True:
+            self.heartbeat.beat()
+            await asyncio.sleep(1.0)
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self._reload_interval)
+            for stage, step in (
+                ("log", self._maintain_log),
+                ("reload", self._check_policy),
+                ("state", self._maintain_state),
+                ("metrics", self._maintain_metrics),
+            ):
+                try:
+                    result = step()
+                    if asyncio.iscoroutine(result):
+                        await result
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.recorder.fault(stage)
+
+    def _maintain_log(self) -> None:
+        if self.sink is not None:
+            self.sink.maintain()
+
+    def _maintain_state(self) -> None:
+        """Once a day, forget the past days (only today's claims matter)."""
+        if self.state is None or self.calendar is None:
+            return
+        self.state.poll()  # back on the store after a fault, even with no traffic
+        today = self.calendar.today()
+        if self._pruned_before != today:
+            removed = self.state.prune(today)
+            self._pruned_before = today
+            if removed:
+                logger.info("notice state: forgot %d records of past days", removed)
+
+    def _maintain_metrics(self) -> None:
+        self._start_metrics_server()
+        users, engine = self.recorder.daily_users, self.engine
+        if users is not None and engine is not None:
+            counts = users.counts()
+            for category in {c.name for c in engine.policy.categories} | {"other"}:
+                self.metrics.daily_users.labels(category).set(counts.get(category, 0))
+
+    def _on_sighup(self) -> None:
+        logger.info("SIGHUP: reopening the access log and re-reading the policy")
+        if self.sink is not None:
+            self.sink.reopen()
+        if self.watch is not None:
+            self._force_reload = True  # re-read the key file too, even if the policy is the same
+            self.watch.force()
+
+    async def _check_policy(self) -> None:
+        watch = self.watch
+        if watch is None or not watch.poll():
+            return
+        if watch.missing():
+            self._reload_failed(f"policy file {watch.path} is missing")
+            return
+        try:
+            data = Path(watch.path).read_bytes()
+        except OSError as e:
+            self._reload_failed(f"cannot read policy {watch.path}: {e.strerror}")
+            return
+        forced, self._force_reload = self._force_reload, False
+        unchanged = self.engine and hashlib.sha256(data).hexdigest() == self.engine.policy.sha256
+        if unchanged and not forced:  # touched, not changed
+            self.metrics.policy_last_reload_successful.set(1)
+            return
+        try:
+            engine = await asyncio.to_thread(self.compile, data, watch.path)
+        except PolicyError as e:
+            self._reload_failed(f"policy {watch.path} has {len(e.problems)} problem(s):\n{e}")
+            return
+        except ValueError as e:
+            self._reload_failed(f"policy {watch.path} is not usable: {e}")
+            return
+        self.install(engine)
+
+    def _reload_failed(self, why: str) -> None:
+        self.metrics.policy_reloads.labels("failure").inc()
+        self.metrics.policy_last_reload_successful.set(0)
+        current = self.engine.policy if self.engine else None
+        keeping = f"{current.name} (sha256 {current.sha256[:12]})" if current else "nothing"
+        logger.error("policy reload failed; keeping %s in force. %s", keeping, why)

@@ -1,0 +1,233 @@
+"""Prometheus metric families, and the distinct users of the day.
+
+Every family lives in a registry owned by one `Metrics` instance, so the add-on can be
+loaded twice (tests, script reloads) without "duplicated timeseries" errors. Label values
+come only from the policy (`category`, `site`), fixed vocabularies (`action`, `reason`,
+`stage`...) or `other`: never a user, an address, a host or a URL. Only the recorder
+(`sinks.recorder`) changes them; `/metrics` is served by `sinks.http`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+from auditproxy import __version__
+from auditproxy.policy.days import Calendar
+
+# `*_created` series double every counter's cardinality and no dashboard reads them.
+disable_created_metrics()
+
+# The add-on's own work per hook is in microseconds; the budget is 50 us at p50.
+HOOK_BUCKETS = (
+    0.000005,
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.01,
+    0.1,
+)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# Fixed vocabularies (documented in the README's metric reference).
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
+ERROR_STAGES = (
+    "policy",
+    "classify",
+    "identify",
+    "enforce",
+    "log",
+    "metrics",
+    "notice",
+    "state",
+    "tunnel",
+    "reload",
+)
+STATE_BACKENDS = ("sqlite", "redis", "memory")
+
+
+def status_class(status: int | None) -> str:
+    if status is None or not 100 <= status <= 599:
+        return "none"
+    return STATUS_CLASSES[status // 100 - 1]
+
+
+class Metrics:
+    """All of auditproxy's metric families, in a registry of their own."""
+
+    def __init__(self, mitmproxy_version: str = "") -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "auditproxy_requests",
+            "Requests handled, by policy category, site, action and response status class.",
+            ["category", "site", "action", "status_class"],
+            registry=r,
+        )
+        self.notices = Counter(
+            "auditproxy_notices",
+            "Daily notices: shown (injected into a page) and acknowledged (link followed).",
+            ["category", "site", "event"],
+            registry=r,
+        )
+        self.notices_unstyled = Counter(
+            "auditproxy_notices_unstyled",
+            "Notices shown without their styles because the page's Content-Security-Policy "
+            "could not allow them safely (readable, plain; the policy is never weakened).",
+            ["category"],
+            registry=r,
+        )
+        self.notice_skipped = Counter(
+            "auditproxy_notice_skipped",
+            "Pages that were due the daily notice but could not carry it safely, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.response_bytes = Counter(
+            "auditproxy_response_bytes",
+            "Response body bytes sent to clients, by policy category.",
+            ["category"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "auditproxy_request_duration_seconds",
+            "Time from the first byte of the request to the end of the response.",
+            ["category"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.hook_duration = Histogram(
+            "auditproxy_hook_duration_seconds",
+            "Time the add-on itself spends in each mitmproxy hook (its overhead per request).",
+            ["hook"],
+            buckets=HOOK_BUCKETS,
+            registry=r,
+        )
+        self.tunnels = Counter(
+            "auditproxy_tunnels",
+            "TLS tunnels opened through the proxy, by category and action (bypass: not decrypted).",
+            ["category", "action"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "auditproxy_errors",
+            "Faults inside the add-on, by pipeline stage. Traffic went on unchanged (fail open).",
+            ["stage"],
+            registry=r,
+        )
+        self.log_records = Counter(
+            "auditproxy_log_records",
+            "Access-log records by outcome: written, or dropped (could not be written).",
+            ["outcome"],
+            registry=r,
+        )
+        self.policy_reloads = Counter(
+            "auditproxy_policy_reloads",
+            "Policy reloads by result: success, or failure (the last good policy stays).",
+            ["result"],
+            registry=r,
+        )
+        self.policy_last_reload_successful = Gauge(
+            "auditproxy_policy_last_reload_successful",
+            "1 if the last attempt to load the policy file succeeded, else 0.",
+            registry=r,
+        )
+        self.policy_info = Gauge(
+            "auditproxy_policy_info",
+            "The policy in force (value 1): its name and the SHA-256 of its file.",
+            ["name", "sha256"],
+            registry=r,
+        )
+        self.daily_users = Gauge(
+            "auditproxy_daily_users",
+            "Distinct users seen today (the policy's calendar day), by category.",
+            ["category"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "auditproxy_build_info",
+            "Build information (value 1).",
+            ["version", "mitmproxy_version"],
+            registry=r,
+        )
+        self.state_backend = Gauge(
+            "auditproxy_state_backend",
+            "The daily notice state in use (value 1, the others 0): the configured store "
+            "(sqlite or redis), or memory, the fallback while that store fails.",
+            ["backend"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, mitmproxy_version).set(1)
+        for outcome in ("written", "dropped"):
+            self.log_records.labels(outcome)
+        for result in ("success", "failure"):
+            self.policy_reloads.labels(result)
+        for stage in ERROR_STAGES:
+            self.errors.labels(stage)
+        for backend in STATE_BACKENDS:
+            self.state_backend.labels(backend)
+        self._policy_labels: tuple[str, str] | None = None
+
+    def set_policy(self, name: str, sha256: str) -> None:
+        """Expose the policy now in force, replacing the previous one's series."""
+        if self._policy_labels is not None:
+            self.policy_info.remove(*self._policy_labels)
+        self._policy_labels = (name, sha256)
+        self.policy_info.labels(name, sha256).set(1)
+
+    def family_names(self) -> set[str]:
+        """Every metric name this registry exports (as Prometheus sees it after a scrape)."""
+        names: set[str] = set()
+        for family in self.registry.collect():
+            for sample in family.samples:
+                names.add(sample.name)
+            if family.type == "counter":
+                names.add(family.name + "_total")
+            elif family.type == "histogram":
+                names.update(family.name + s for s in ("_bucket", "_count", "_sum"))
+            else:
+                names.add(family.name)
+        return names
+
+
+class DailyUsers:
+    """Distinct users per category for the current day; forgets yesterday at midnight."""
+
+    def __init__(self, calendar: Calendar) -> None:
+        self.calendar = calendar
+        self._day: date | None = None
+        self._users: dict[str, set[int]] = {}
+
+    def add(self, category: str, user_key: str) -> bool:
+        """Record a user; True when they are new in this category today."""
+        day = self.calendar.today()
+        if day != self._day:
+            self._day, self._users = day, {}
+        users = self._users.get(category)
+        if users is None:
+            users = self._users[category] = set()
+        key = hash(user_key)
+        if key in users:
+            return False
+        users.add(key)
+        return True
+
+    def counts(self) -> dict[str, int]:
+        if self.calendar.today() != self._day:
+            self._day, self._users = self.calendar.today(), {}
+        return {category: len(users) for category, users in self._users.items()}
+
+    def count(self, category: str) -> int:
+        users = self._users.get(category)
+        return len(users) if users is not None else 0

@@ -1,0 +1,106 @@
+"""The one place that writes what happened: access records and metrics.
+
+Stages leave what they decided in the flow's `FlowState` (or, for a tunnel, return it);
+the recorder turns that into the access log's records and the metric changes, and counts
+faults. Nothing else writes a record or changes a request metric. Pure: no mitmproxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from auditproxy.decide.decision import Decision
+from auditproxy.flowstate import Answered, FlowState
+from auditproxy.notice.reasons import SkipReason
+from auditproxy.policy.model import Action
+from auditproxy.sinks.accesslog import AccessLog
+from auditproxy.sinks.metrics import DailyUsers, Metrics, status_class
+from auditproxy.sinks.records import Exchange, access_event, notice_event, tunnel_event
+
+logger = logging.getLogger("auditproxy")
+
+FAULT_LOG_INTERVAL = 10.0  # seconds between tracebacks of the same stage
+
+
+class Recorder:
+    """Access records and metrics, for the access log and the daily-user count in force."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.access_log: AccessLog | None = None
+        self.daily_users: DailyUsers | None = None
+        self._last_fault_log: dict[str, float] = {}
+
+    def emit(self, fields: dict) -> None:
+        if self.access_log is not None:
+            self.access_log.emit(fields)
+
+    # ------------------------------------------------------------------ requests
+
+    def request(self, state: FlowState, exchange: Exchange) -> None:
+        """A request's records (the notice's first, then its own) and its metrics. Once."""
+        decision = state.decision
+        if state.recorded or decision is None:
+            return
+        state.recorded = True
+        match = decision.match
+        m = self.metrics
+        if state.notice_shown is not None:
+            m.notices.labels(match.category, match.site, "shown").inc()
+            if not state.notice_styled:
+                m.notices_unstyled.labels(match.category).inc()
+            self.emit(notice_event(decision, "notice-shown", state.notice_shown.scope))
+        if state.acknowledged_scope is not None:
+            m.notices.labels(match.category, match.site, "acknowledged").inc()
+            self.emit(notice_event(decision, "notice-acknowledged", state.acknowledged_scope))
+        else:
+            blocked = state.answered in (Answered.BLOCKED, Answered.REFUSED)
+            self.emit(access_event(decision, exchange, "blocked" if blocked else "access"))
+        m.requests.labels(
+            match.category, match.site, decision.action_label, status_class(exchange.status)
+        ).inc()
+        if exchange.response_bytes:
+            m.response_bytes.labels(match.category).inc(exchange.response_bytes)
+        if exchange.duration_ns is not None:
+            m.request_duration.labels(match.category).observe(exchange.duration_ns / 1e9)
+        users = self.daily_users
+        if (
+            users is not None
+            and decision.allowed_client
+            and users.add(match.category, decision.identity.name)
+        ):
+            m.daily_users.labels(match.category).set(users.count(match.category))
+
+    def notice_skipped(self, reason: SkipReason) -> None:
+        """A page due the notice that could not carry it, by reason."""
+        self.metrics.notice_skipped.labels(reason.value).inc()
+
+    # ------------------------------------------------------------------ tunnels
+
+    def tunnel(self, decision: Decision, port: int, client_address: str) -> None:
+        """A TLS tunnel classified at its ClientHello; `bypass` ones get a `tunnel` record."""
+        self.metrics.tunnels.labels(decision.match.category, decision.action_label).inc()
+        if decision.action is Action.BYPASS:
+            self.emit(tunnel_event(decision, port, client_address))
+
+    # ------------------------------------------------------------------ faults
+
+    def fault(self, stage: str, message: str | None = None) -> None:
+        """Count a fault inside the add-on and log it (tracebacks at most every 10 s)."""
+        self.metrics.errors.labels(stage).inc()
+        now = time.monotonic()
+        if now - self._last_fault_log.get(stage, float("-inf")) < FAULT_LOG_INTERVAL:
+            return
+        self._last_fault_log[stage] = now
+        # WARNING, not ERROR: the proxy survives these, and mitmproxy aborts its start-up
+        # on any ERROR (a corrupt state file must not keep the web from staff). The
+        # counter is what alerts.
+        if message:
+            logger.warning("auditproxy %s fault (traffic continues): %s", stage, message)
+        else:
+            logger.warning("auditproxy %s fault (traffic continues)", stage, exc_info=True)
+
+    def log_record(self, outcome: str) -> None:
+        """The log file's report for each record: `written` or `dropped`."""
+        self.metrics.log_records.labels(outcome).inc()

@@ -1,0 +1,6 @@
+"""The micro-benchmarks import their workloads (bench/workloads.py) as `workloads`."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))

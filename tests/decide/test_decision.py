@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+
+from auditproxy.decide.decision import Engine
+from auditproxy.policy.load import parse_policy
+from auditproxy.policy.model import Action, IdentitySource
+
+KEY = b"k" * 32
+
+
+@pytest.fixture
+def engine(small_policy_text) -> Engine:
+    return Engine(parse_policy(small_policy_text), KEY)
+
+
+def test_decide_classifies_identifies_and_admits(engine):
+    d = engine.decide(host="www.facebook.com:443", client_address="10.1.1.1", proxyauth_user="al")
+    assert (d.match.site, d.action, d.host) == ("facebook", Action.MONITOR, "www.facebook.com")
+    assert d.user == {"user.name": "al"}
+    assert d.identity.source is IdentitySource.PROXY_AUTH
+    assert d.allowed_client
+    assert d.action_label == "monitor"
+    assert d.ruleset == "Test Policy"
+    assert d.version == engine.policy.sha256
+
+
+def test_refused_client(engine):
+    d = engine.decide(host="example.org", client_address="203.0.113.9")
+    assert not d.allowed_client
+    assert d.action is None
+    assert d.action_label == "refuse"
+
+
+def test_domain_fronting_takes_the_stricter_action(engine):
+    # TLS says "bank" (bypass) but the Host header says facebook: monitor wins.
+    d = engine.decide(host="www.facebook.com", sni="bank.test", client_address="10.0.0.1")
+    assert d.action is Action.MONITOR
+    assert (d.host, d.sni) == ("www.facebook.com", "bank.test")
+    d = engine.decide(host="bank.test", sni="malware.test", client_address="10.0.0.1")
+    assert d.action is Action.BLOCK
+    # A CONNECT target given as another name counts too.
+    d = engine.decide(host="example.org", other_names=("x.com",), client_address="10.0.0.1")
+    assert d.action is Action.MONITOR
+
+
+def test_no_usable_name_falls_under_the_default(engine):
+    d = engine.decide(host=None, other_names=("", "[bad"), client_address="10.0.0.1")
+    assert (d.match.rule, d.action, d.host) == ("default", Action.LOG, "")
+
+
+def test_pseudonyms_need_a_long_enough_secret(small_policy_text):
+    text = small_policy_text.replace("log_as: name", "log_as: pseudonym")
+    with pytest.raises(ValueError, match="at least 16 bytes"):
+        Engine(parse_policy(text), b"short")
+    engine = Engine(parse_policy(text), b"k" * 32)
+    d = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="alice")
+    assert set(d.user) == {"user.hash", "labels.user_key_id"}
+    assert Engine(parse_policy(small_policy_text), b"k" * 32).pseudonymize is None

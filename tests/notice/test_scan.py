@@ -1,0 +1,431 @@
+"""Where the notice goes: the top of the body, as an HTML5 parser would open it."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from unittest.mock import patch
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from auditproxy.notice import scan as scan_module
+from auditproxy.notice.insert import (
+    InjectResult,
+    inject,
+)
+from auditproxy.notice.reasons import SkipReason
+from auditproxy.notice.scan import find_insertion_point
+from support.inject import (
+    BANNER,
+    PAGES,
+    check_only_additions,
+    marked,
+)
+from support.notice import undo
+
+# =========================================================================================
+# 3. The insertion point
+
+
+TRAPS = {
+    "plain": b"<!DOCTYPE html><html><head><title>t</title></head><body>^^<p>x</p></body></html>",
+    "comment holding <body>": b"<html><head><!-- <body class=x> --></head><body>^^x",
+    "conditional comments": (
+        b'<html><head></head><!--[if IE]><body class="ie"><![endif]-->'
+        b'<!--[if !IE]><!--><body class="ok">^^<!--<![endif]-->x'
+    ),
+    "abrupt comments": b"<html><!--><!---><head></head><body>^^x",
+    "comment closed by --!>": b"<html><!-- <body> --!><body>^^x",
+    "script holding <body>": b'<head><script>document.write("<body>")</script></head><body>^^',
+    "script holding </head><body> escaped": b'<script>s="<\\/head><body>"</script><body a>^^',
+    "script escape states": (
+        b"<head><script><!--\ndocument.write('<script src=a></script><body>');\n//--></script>"
+        b"</head><body>^^x"
+    ),
+    "script escaped, ends inside": b"<script><!-- a </script><body>^^-->",
+    "SCRIPT in capitals": b"<HEAD><SCRIPT>x='<body>'</SCRIPT ></HEAD><BODY>^^",
+    "style holding <body>": b"<style>/* <body> */ body>p{}</style><body>^^",
+    "</style followed by a space ends the style": b"<style>p{}</style x>^^q{}</style><body>",
+    "title holding <body>": b"<title>a <body> tag</title><body>^^",
+    "noscript holding <body> (scripting on)": b"<noscript><body class=nojs></noscript><body>^^",
+    "template holding <body>": b"<head><template><div><body></div></template></head><body>^^",
+    "textarea in a template": (
+        b"<template><textarea></template><body></textarea></template><body>^^"
+    ),
+    "nested templates": b"<template><template></template><p><body></template><body>^^",
+    "attribute holding >": b"<meta content='a > b <body>'><body data-x=\"1>2\" class=y>^^",
+    "attribute holding > in the body tag": b'<body onload="if (a > b) go()">^^x',
+    "spaces around =": b'<body class = "a>b" >^^',
+    "= opening an attribute name": b'<body ="x>^^">',
+    "quoted value right after another": b'<body a="1"="x>^^">',
+    "upper case": b"<HTML><HEAD></HEAD><BODY BGCOLOR=white>^^<P>",
+    "attributes over lines": b"<html>\n<body\n  class=\"home\"\n  data-page='1'\n>^^\n<div>",
+    "self-closing body": b"<html><body/>^^x",
+    "BOM and doctype": b"\xef\xbb\xbf<!DOCTYPE html>\n<html><head></head><body>^^",
+    "xml declaration": b'<?xml version="1.0" encoding="utf-8"?>\n<html><body>^^',
+    "leading whitespace": b"\n\n  <!doctype html><body>^^",
+    "windows-1252 head": b"<html><head><title>Caf\xe9 \x80 \x99</title></head><body>^^\xe9\xff",
+    "body tag merged into an implicit body": b"<html><head></head>^^<div></div><body class=late>",
+    "no body: after </head>": b"<html><head><title>t</title></head>\n^^<p>text",
+    "no body: head items after </head> stay in the head": (
+        b"<html><head></head><meta name=a content=b><link rel=icon href=/f>^^<div>"
+    ),
+    "no body, no head": b"<!DOCTYPE html>\n<title>x</title>\n^^<h1>Hi</h1>",
+    "no body: text opens it": b"<html><head></head>^^Hello",
+    "no body: a lone < is text": b"<html>^^< 3",
+    "no body: </html> opens it": b"<html><head><title>t</title></head>^^</html>",
+    "no body: nothing after the head": b"<html><head><title>t</title></head>^^",
+    "not body: bodyguard": b"<head></head>^^<bodyguard></bodyguard><body>",
+    "CDATA outside SVG is a bogus comment": b"<html><![CDATA[<body>^^]]><body>",
+    "end tag with a quoted >": b"<head></head foo='>'><body>^^",
+}
+
+
+@pytest.mark.parametrize("name", TRAPS)
+def test_insertion_point_traps(name: str) -> None:
+    page, expected = marked(TRAPS[name])
+    assert find_insertion_point(page) == expected
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        b"",
+        b"   ",
+        b'{"json": true}',
+        b"Hello <b>world</b>",
+        b"\x89PNG\r\n\x1a\n IHDR",
+        b"<html><!-- <body>",  # the comment never ends
+        b'<html><body class="x',  # the tag never ends
+        b"<html><head><script> <body>",  # the script never ends
+        b"<html><head><title>t",  # nor does the title
+        b"<html><head><template><body>",  # everything is inside a template
+    ],
+)
+def test_no_safe_insertion_point(page: bytes) -> None:
+    assert find_insertion_point(page) is None
+    assert inject(page, BANNER) == SkipReason.NO_INSERTION_POINT
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        b"<html><head><title>f</title></head><frameset cols='50%,50%'><frame src=a></frameset>",
+        b"<HTML><FRAMESET ROWS=2><FRAME SRC=a></FRAMESET>",
+        b"<html><div></div><frameset><frame src=a></frameset>",  # replaces the implicit body
+    ],
+)
+def test_frameset_documents_are_never_touched(page: bytes) -> None:
+    assert find_insertion_point(page) is None
+    assert inject(page, BANNER) == SkipReason.FRAMESET
+
+
+def test_frameset_after_a_body_tag_is_ignored_by_browsers_so_we_inject() -> None:
+    page, expected = marked(b"<html><body>^^<frameset></frameset>")
+    assert find_insertion_point(page) == expected
+
+
+def test_too_many_tags_before_the_body_is_given_up() -> None:
+    page = b"<html><head>" + b"<meta http-equiv=a>" * scan_module.MAX_SCAN_STEPS + b"<body>"
+    assert find_insertion_point(page) is None
+
+
+def test_huge_attribute_values_are_fine() -> None:
+    page, expected = marked(b'<html><body data-x="' + b"a>" * 500_000 + b'">^^x')
+    assert find_insertion_point(page) == expected
+    assert find_insertion_point(b'<html><body data-x="' + b"a" * 1_000_000) is None
+
+
+def test_windows_1252_bytes_are_preserved_exactly() -> None:
+    page = (PAGES / "news_article.html").read_bytes()
+    assert any(b >= 0x80 for b in page)
+    result = inject(page, BANNER, content_type="text/html; charset=windows-1252")
+    assert isinstance(result, InjectResult)
+    check_only_additions(page, result)
+    assert result.body[: result.offset] == page[: result.offset]
+    assert result.body[result.offset + len(BANNER.html) :] == page[result.offset :]
+
+
+# --- fixtures and the html.parser reference ----------------------------------------------
+
+
+class _Found(Exception):
+    def __init__(self, offset: int):
+        self.offset = offset
+
+
+class _BodyStart(HTMLParser):
+    """html.parser's notion of the end of the first <body> start tag."""
+
+    def parse_starttag(self, i: int) -> int:
+        end = super().parse_starttag(i)
+        if end >= 0 and self.lasttag == "body":
+            raise _Found(end)
+        return end
+
+
+def _reference_parse_offset(page: bytes) -> int | None:
+    """Offset after the first <body ...> start tag, as html.parser sees it (for comparison:
+    html.parser has no implicit body, no RCDATA title, and treats noscript as markup)."""
+    parser = _BodyStart(convert_charrefs=False)
+    try:
+        parser.feed(page.decode("latin-1"))  # one character per byte: offsets match
+        parser.close()
+    except _Found as found:
+        return found.offset
+    return None
+
+
+# The end of each fixture's real <body ...> start tag, found by eye.
+FIXTURE_POINTS = {
+    "social_feed.html": b"""data-config='{"a":"b>c","d":"<body>"}' dir="ltr">""",
+    "news_article.html": b"""onLoad="if (a > b) init()" MARGINWIDTH=0>""",
+    "blog_post.html": b"""single-post postid-42 wp-embed-responsive">""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_POINTS))
+def test_fixture_pages(name: str) -> None:
+    page = (PAGES / name).read_bytes()
+    expected = page.index(FIXTURE_POINTS[name]) + len(FIXTURE_POINTS[name])
+    assert find_insertion_point(page) == expected
+    result = inject(page, BANNER)
+    assert isinstance(result, InjectResult)
+    check_only_additions(page, result)
+
+
+@pytest.mark.parametrize("name", ["social_feed.html", "news_article.html"])
+def test_fixture_pages_agree_with_html_parser(name: str) -> None:
+    page = (PAGES / name).read_bytes()
+    assert find_insertion_point(page) == _reference_parse_offset(page)
+
+
+def test_html_parser_is_fooled_where_we_are_not() -> None:
+    """The template in blog_post.html holds a <body>; html.parser takes it, browsers don't."""
+    page = (PAGES / "blog_post.html").read_bytes()
+    assert _reference_parse_offset(page) < page.index(b"</template>") < find_insertion_point(page)
+
+
+def test_page_without_a_body_tag() -> None:
+    page = (PAGES / "old_no_body.html").read_bytes()
+    assert find_insertion_point(page) == page.index(b"<H1>")
+
+
+def test_frameset_fixture() -> None:
+    page = (PAGES / "frameset.html").read_bytes()
+    assert inject(page, BANNER) == SkipReason.FRAMESET
+
+
+def big_page(size: int = 2_000_000) -> bytes:
+    """A 2 MB page shaped like a social site's: a heavy head, then a long body."""
+    head = [b"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Feed</title>"]
+    for i in range(150):
+        head.append(b'<link rel="preload" href="/static/%d.js" as="script">' % i)
+        head.append(
+            b'<script>window.__d%d={"k":"<div class=\\"a\\">%s</div>"};</script>' % (i, b"x" * 700)
+        )
+        head.append(b"<style>.c%d>.d{color:red}/* <body> */</style>" % i)
+    head.append(b'</head><body class="feed" data-x="a>b">')
+    body = b"<div class=post><p>Hello &amp; welcome</p><span>\xc3\xa9</span></div>\n"
+    page = b"".join(head)
+    return page + body * ((size - len(page)) // len(body) + 1)
+
+
+def test_big_page_agrees_with_html_parser() -> None:
+    page = big_page()
+    assert len(page) >= 2_000_000
+    assert find_insertion_point(page) == _reference_parse_offset(page)
+    result = inject(page, BANNER)
+    assert isinstance(result, InjectResult) and undo(result) == page
+
+
+# --- generated pages: the same answer as html.parser where html.parser is right ----------
+
+_words = st.text(alphabet="abcdefgh xyz-_.,;:!?0123456789", min_size=0, max_size=12)
+_high_bytes = st.binary(min_size=0, max_size=8).map(lambda b: bytes(c | 0x80 for c in b))
+_quoted = st.sampled_from(['"a>b"', "'<body>'", '"x"', "'it''s'", '""', "'>'"])
+_attribute = st.one_of(
+    st.builds(
+        lambda n, v: f" {n}={v}", st.sampled_from(["class", "id", "data-x", "lang"]), _quoted
+    ),
+    st.builds(lambda n: f" {n}", st.sampled_from(["hidden", "async", "defer"])),
+    st.just("\n  class=plain"),
+)
+_attributes = st.lists(_attribute, max_size=3).map("".join)
+_head_item = st.one_of(
+    st.builds(lambda a: f"<meta{a}>", _attributes),
+    st.builds(lambda a: f"<link rel=stylesheet href=/s.css{a}>", _attributes),
+    st.builds(lambda w: f"<title>{w}</title>", _words),
+    st.builds(lambda w: f"<!-- {w} <body class=c> -->", _words),
+    st.just("<!--[if lt IE 9]><body class=ie><![endif]-->"),
+    st.builds(lambda w: f'<script>var s = "<body>{w}"; if (a<b) f("</div>");</script>', _words),
+    st.builds(
+        lambda w: f'<script type=application/json>{{"h":"<\\/script><body>{w}"}}</script>', _words
+    ),
+    st.builds(lambda w: f"<style>body>p{{x:1}} /* <body> {w} */</style>", _words),
+    st.just("<noscript><link rel=stylesheet href=/nojs.css></noscript>"),
+    st.sampled_from(["\n", "  ", "\t", "\r\n"]),
+    st.sampled_from(
+        [
+            "<meta http-equiv=Content-Security-Policy content=\"default-src 'self'\">",
+            "<meta http-equiv='content-security-policy' content='style-src &#39;none&#39;'>",
+            '<meta http-equiv="Content-Security-Policy" content="style-src \'unsafe-inline\'">',
+            '<meta http-equiv="Content-Security-Policy" content="img-src *">',
+        ]
+    ),
+)
+
+
+@st.composite
+def html_pages(draw: st.DrawFn) -> bytes:
+    parts = [draw(st.sampled_from(["", "\ufeff", "<!DOCTYPE html>\n", "<!doctype html>"]))]
+    if draw(st.booleans()):
+        parts.append(f"<html{draw(_attributes)}>")
+    if draw(st.booleans()):
+        parts.append("<head>")
+    parts += draw(st.lists(_head_item, max_size=8))
+    if draw(st.booleans()):
+        parts.append("</head>\n")
+    parts.append(f"<{draw(st.sampled_from(['body', 'BODY', 'Body']))}{draw(_attributes)}>")
+    page = "".join(parts).encode("utf-8")
+    return page + draw(_high_bytes) + b"<p>" + draw(_words).encode() + b"</p></body></html>"
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(html_pages())
+def test_generated_pages_agree_with_html_parser(page: bytes) -> None:
+    assert find_insertion_point(page) == _reference_parse_offset(page)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(html_pages(), st.sampled_from([(), ("default-src 'self'",), ("style-src 'nonce-a'",)]))
+def test_removing_the_notice_restores_the_page(page: bytes, csp: tuple[str, ...]) -> None:
+    result = inject(page, BANNER, csp_headers=csp)
+    assert isinstance(result, InjectResult), result
+    check_only_additions(page, result)
+    assert result.body.count(b'id="auditproxy-notice"') == page.count(b'id="auditproxy-notice"') + 1
+
+
+@st.composite
+def damaged_pages(draw: st.DrawFn) -> bytes:
+    """Generated pages cut, spliced and sprinkled with NULs and stray quotes."""
+    page = bytearray(draw(html_pages()))
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(page)))
+        action = draw(st.sampled_from(["cut", "insert", "truncate"]))
+        if action == "cut":
+            del page[at : at + draw(st.integers(1, 20))]
+        elif action == "insert":
+            page[at:at] = draw(
+                st.sampled_from(
+                    [
+                        b"\x00",
+                        b'"',
+                        b"'",
+                        b"<",
+                        b">",
+                        b"<!--",
+                        b"<script>",
+                        b"<template>",
+                        b"</",
+                        b"=",
+                        b"\xff\xfe",
+                    ]
+                )
+            )
+        else:
+            del page[at:]
+    return bytes(page)
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.one_of(st.binary(max_size=600), damaged_pages()), st.lists(st.text(max_size=40), max_size=2)
+)
+@example(b"<body>", ["style-src \x00\u00e9"])
+@example(b'<html><head><meta http-equiv=content-security-policy content="style-src &x"><body>', [])
+def test_never_raises_and_never_damages(page: bytes, csp: list[str]) -> None:
+    result = inject(page, BANNER, csp_headers=csp, unstyled_ok=True)
+    assert result != SkipReason.INTERNAL_ERROR
+    if isinstance(result, InjectResult):
+        check_only_additions(page, result)
+    else:
+        assert isinstance(result, SkipReason)
+
+
+_tricky_item = st.one_of(
+    _head_item,
+    st.sampled_from(
+        [
+            "<script><!-- document.write('<script></script><body>') --></script>",
+            "<script><!--<script>--></script>",
+            "<script><!-- </script>",
+            "<SCRIPT type=module>a<b</SCRIPT >",
+            "<template><body><title></template></title></template>",
+            "<template><template></template><p></template>",
+            "<title><body></title>",
+            "<noscript><body></noscript>",
+            "<noframes><body></noframes>",
+            "<style>a{}</style x>b{}</style>",
+            "<!-->",
+            "<!--->",
+            "<!---->",
+            "<!-- --!>",
+            "<!-- --->",
+            "<!doctype html>",
+            "<?php echo 1 ?>",
+            "<![CDATA[<body>]]>",
+            "</head>",
+            "</p>",
+            "</>",
+            "</3>",
+            "<head>",
+            "<base href=/>",
+            "<meta http-equiv=refresh content=600>",
+            "<meta http-equiv = 'Content-Security-Policy' content=\"style-src 'self'\">",
+            "<meta content='a>b' http-equiv=content-security-policy>",
+            "<meta name=http-equiv content=x>",
+            "<meta http-equivx=1>",
+            '<meta ="x>" http-equiv=x>',
+            '<link ="x>">',
+            "<div>",
+            "text",
+            "<bodyguard>",
+            "<frameset>",
+        ]
+    ),
+)
+
+
+@st.composite
+def tricky_pages(draw: st.DrawFn) -> bytes:
+    page = bytearray("".join(draw(st.lists(_tricky_item, max_size=10))).encode())
+    page += draw(st.sampled_from([b"<body>", b"<BODY class='a>b'>", b"", b"<p>"]))
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(page)))
+        page[at:at] = draw(
+            st.sampled_from([b"<", b">", b'"', b"'", b"-->", b"</script>", b"=", b" "])
+        )
+    return bytes(page)
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.one_of(tricky_pages(), damaged_pages()))
+def test_fast_path_agrees_with_the_token_by_token_scan(page: bytes) -> None:
+    """The regex that skips whole runs of head tokens must change nothing but speed."""
+    fast = scan_module.scan(page)
+    with patch.object(scan_module, "_SKIPPABLE", re.compile(b"")):
+        slow = scan_module.scan(page)
+    assert fast == slow
+
+
+def test_an_unexpected_error_fails_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(doc: bytes) -> None:
+        raise RuntimeError("bug")
+
+    from auditproxy.notice import insert as insert_module
+
+    monkeypatch.setattr(insert_module, "scan", broken)
+    assert inject(b"<body>", BANNER) == SkipReason.INTERNAL_ERROR

@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import date
+
+import pytest
+
+from auditproxy.notice.resilient import Resilient
+from auditproxy.notice.store import MemoryState, SQLiteState
+
+TODAY = date(2026, 11, 22)
+TOMORROW = date(2026, 11, 23)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request, tmp_path):
+    s = MemoryState() if request.param == "memory" else SQLiteState(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def test_claim_once_per_day_user_scope(store):
+    assert not store.seen(TODAY, "u1", "site:facebook")
+    assert store.claim(TODAY, "u1", "site:facebook") is True
+    assert store.claim(TODAY, "u1", "site:facebook") is False
+    assert store.seen(TODAY, "u1", "site:facebook")
+    assert store.claim(TODAY, "u2", "site:facebook") is True
+    assert store.claim(TODAY, "u1", "site:x") is True
+    assert store.claim(TOMORROW, "u1", "site:facebook") is True
+
+
+def test_release_lets_the_next_page_try_again(store):
+    assert store.claim(TODAY, "u", "s")
+    store.release(TODAY, "u", "s")
+    assert not store.seen(TODAY, "u", "s")
+    assert store.claim(TODAY, "u", "s")
+
+
+def test_prune_forgets_past_days(store):
+    store.claim(date(2026, 11, 20), "u", "s")
+    store.claim(date(2026, 11, 21), "u", "s")
+    store.claim(TODAY, "u", "s")
+    assert store.prune(TODAY) == 2
+    assert store.seen(TODAY, "u", "s")
+    assert not store.seen(date(2026, 11, 21), "u", "s")
+
+
+def test_concurrent_claims_have_one_winner(store):
+    wins = []
+    barrier = threading.Barrier(8)
+
+    def race():
+        barrier.wait()
+        wins.append(store.claim(TODAY, "u", "s"))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins.count(True) == 1
+
+
+def test_sqlite_survives_restart(tmp_path):
+    path = tmp_path / "state.db"
+    first = SQLiteState(path)
+    first.claim(TODAY, "u", "s")
+    first.close()
+    again = SQLiteState(path)
+    assert again.seen(TODAY, "u", "s")
+    assert again.claim(TODAY, "u", "s") is False
+    again.close()
+
+
+def test_sqlite_corrupt_file_raises(tmp_path):
+    path = tmp_path / "state.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(sqlite3.DatabaseError):
+        SQLiteState(path)
+
+
+# --- Resilient: faults never block, and recover ------------------------------------------
+
+
+class Faults(list):
+    def __call__(self, what: str, error: Exception) -> None:
+        self.append((what, type(error).__name__))
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_corrupt_store_falls_back_to_memory_and_recovers(tmp_path):
+    path = tmp_path / "state.db"
+    path.write_bytes(b"garbage" * 1000)
+    faults, clock = Faults(), Clock()
+    state = Resilient(lambda: SQLiteState(path), faults, retry_after=5, clock=clock)
+    assert state.degraded and faults == [("open", "DatabaseError")]
+    assert state.claim(TODAY, "u", "s") is True  # from memory
+    assert state.claim(TODAY, "u", "s") is False
+    path.unlink()  # IT removes the broken file
+    clock.now = 6
+    assert state.claim(TODAY, "u2", "s") is True
+    assert not state.degraded
+    assert state.seen(TODAY, "u", "s")  # remembered across the fault
+    assert state.claim(TODAY, "u", "s") is False  # no second banner after recovery
+    state.close()
+
+
+def test_locked_store_does_not_hold_traffic(tmp_path):
+    """Another process holds the file (a second proxy, an admin's sqlite3 shell)."""
+    import time
+
+    path = tmp_path / "state.db"
+    SQLiteState(path).close()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    faults = Faults()
+    try:
+        start = time.monotonic()
+        state = Resilient(lambda: SQLiteState(path), faults, retry_after=0)
+        assert state.claim(TODAY, "u", "s") is True  # answered from memory
+        assert time.monotonic() - start < 1.0
+        assert state.degraded and faults[0][:2] == ("open", "OperationalError")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert state.claim(TODAY, "u3", "s") is True  # back on the file
+    assert not state.degraded
+    assert state.claim(TODAY, "u", "s") is False  # the claim made meanwhile was kept
+    state.close()
+
+
+def test_the_file_is_ours_while_we_run(tmp_path):
+    """Exclusive locking: no -shm mapping (no SIGBUS if the files turn read-only)."""
+    path = tmp_path / "state.db"
+    state = SQLiteState(path)
+    state.claim(TODAY, "u", "s")
+    assert not (tmp_path / "state.db-shm").exists()
+    other = sqlite3.connect(path, timeout=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("SELECT count(*) FROM notice_seen").fetchone()
+    other.close()
+    state.close()
+
+
+def test_unopenable_path(tmp_path):
+    (tmp_path / "file").write_text("x")
+    faults = Faults()
+    state = Resilient(lambda: SQLiteState(tmp_path / "file" / "state.db"), faults)
+    assert state.degraded and faults[0][0] == "open"
+    assert state.claim(TODAY, "u", "s") is True
+    state.release(TODAY, "u", "s")
+    assert state.prune(TOMORROW) == 0
+    state.close()
+
+
+def test_claims_made_during_a_fault_are_handed_back_to_the_store(tmp_path):
+    """After a restart on the same file, nobody sees the notice twice because of the fault."""
+    path = tmp_path / "state.db"
+    SQLiteState(path).close()
+    faults, clock = Faults(), Clock()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    state = Resilient(lambda: SQLiteState(path), faults, retry_after=5, clock=clock)
+    assert state.backend == "memory"
+    assert state.claim(TODAY, "during", "s") is True  # memory
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    clock.now = 6
+    state.poll()  # no traffic needed to go back
+    assert state.backend == "sqlite"
+    state.close()
+    again = SQLiteState(path)
+    assert again.seen(TODAY, "during", "s")
+    assert again.adopt([(TODAY, "during", "s"), (TODAY, "new", "s")]) == 1
+    again.close()
+
+
+def test_a_due_retry_happens_even_for_people_memory_knows(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("not a folder")
+    faults, clock = Faults(), Clock()
+    state = Resilient(
+        lambda: SQLiteState(tmp_path / "ok.db" if clock.now else path / "x"), faults, clock=clock
+    )
+    assert state.claim(TODAY, "u", "s") is True and state.degraded
+    clock.now = 6
+    assert state.seen(TODAY, "u", "s") is True
+    assert not state.degraded
+    state.close()

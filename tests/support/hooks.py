@@ -1,0 +1,44 @@
+"""Calling mitmproxy hooks on an add-on and its sub-add-ons, in order, as mitmproxy does.
+
+auditproxy's add-on is a pipeline of stage add-ons (`AuditProxy.addons`); a test that
+drives a hook must reach every stage, so it goes through mitmproxy's own add-on manager.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mitmproxy import hooks
+from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.proxy.layers import tls as tls_layer
+from mitmproxy.test import taddons
+
+EVENTS: dict[str, type[hooks.Hook]] = {
+    "http_connect": http_layer.HttpConnectHook,
+    "http_connect_error": http_layer.HttpConnectErrorHook,
+    "requestheaders": http_layer.HttpRequestHeadersHook,
+    "request": http_layer.HttpRequestHook,
+    "responseheaders": http_layer.HttpResponseHeadersHook,
+    "response": http_layer.HttpResponseHook,
+    "error": http_layer.HttpErrorHook,
+    "tls_clienthello": tls_layer.TlsClienthelloHook,
+    "running": hooks.RunningHook,
+    "done": hooks.DoneHook,
+}
+
+
+class Hooks:
+    """`hooks.requestheaders(flow)` runs that hook through the add-on's whole pipeline."""
+
+    def __init__(self, tctx: taddons.context, addon: Any) -> None:
+        self.tctx, self.addon = tctx, addon
+
+    def __getattr__(self, name: str) -> Any:
+        event = EVENTS.get(name)
+        if event is None:
+            raise AttributeError(name)
+
+        def invoke(*args: Any) -> None:
+            self.tctx.master.addons.invoke_addon_sync(self.addon, event(*args))
+
+        return invoke
