@@ -235,7 +235,7 @@ def test_https_via_connect_presents_the_test_ca_leaf(
     assert b"<h1>www.facebook.com /secure?a=b</h1>" in response.body
     assert response.peer_fingerprint == test_ca.leaf("www.facebook.com").fingerprint
     assert response.peer_cert is not None
-    assert _common_name(response.peer_cert.issuer) == test_ca.common_name
+    assert response.peer_cert.issuer == test_ca.cert.subject
     assert response.alpn == "http/1.1"
     [seen] = upstream.wait_for(1)
     assert (seen.scheme, seen.host, seen.port, seen.path) == (
@@ -279,6 +279,24 @@ def test_a_client_that_distrusts_the_test_ca_fails_and_the_tunnel_records_why(
         assert (
             ProxyClient("127.0.0.1", upstream.port, both).get("https://bank.example/").status == 200
         )
+
+
+def test_an_sni_name_no_certificate_can_carry_gets_the_connect_hosts_leaf(
+    upstream: Upstream, test_ca: CertAuthority
+) -> None:
+    with socket.create_connection(("127.0.0.1", upstream.port), timeout=5) as sock:
+        sock.sendall(b"CONNECT www.example.org:443 HTTP/1.1\r\nHost: www.example.org:443\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"\r\n\r\n"):
+            answer += sock.recv(1)
+        assert answer.startswith(b"HTTP/1.1 200")
+        context = ssl.create_default_context(cadata=test_ca.cert_pem.decode("ascii"))
+        context.check_hostname = False  # the chain is still verified against the test CA
+        with context.wrap_socket(sock, server_hostname="under_score.example") as tls:
+            der = tls.getpeercert(binary_form=True)
+    assert der and cert_fingerprint(der) == test_ca.leaf("www.example.org").fingerprint
+    [tunnel] = upstream.wait_for_tunnels(1)
+    assert tunnel.sni == "under_score.example" and tunnel.error is None
 
 
 def test_connect_helper_returns_the_proxy_answer(upstream: Upstream) -> None:

@@ -1,9 +1,10 @@
-"""A throw-away certificate authority for end-to-end tests.
+"""A throw-away certificate authority for end-to-end tests, made with ``trustme``.
 
 Everything is generated at run time (nothing is ever committed): one CA per test session or
-fixture, and a leaf certificate per host name, signed by that CA and cached. Keys are EC P-256,
-which takes well under a millisecond to generate, so a test can mint certificates for as many
-hosts as it likes.
+fixture, and a leaf certificate per host name, signed by that CA and cached. Keys are
+trustme's default, EC P-256, which takes well under a millisecond to generate, so a test can
+mint certificates for as many hosts as it likes. trustme's certificates are valid from 2000
+to 3000, so a session whose clock is shifted (support.clock) never sees them expire.
 
 The CA certificate is what mitmproxy is told to trust for its upstream connections
 (``--set ssl_verify_upstream_trusted_ca=PATH``), and what a client trusts when it expects a
@@ -12,21 +13,18 @@ The CA certificate is what mitmproxy is told to trust for its upstream connectio
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import hashlib
-import ipaddress
-import shutil
 import ssl
-import tempfile
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
 CA_FILE_NAME = "test-ca.pem"
 
@@ -66,23 +64,24 @@ def _normalise_host(host: str) -> str:
     return host
 
 
-def _san_for(host: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        return x509.DNSName(host)
-
-
 @dataclass(frozen=True)
 class Leaf:
-    """One issued server certificate with its key, and the files an ``SSLContext`` loads."""
+    """One issued server certificate (its only subject alternative name is ``host``)."""
 
     host: str
-    cert: x509.Certificate
-    cert_pem: bytes
-    key_pem: bytes
-    cert_file: Path
-    key_file: Path
+    issued: trustme.LeafCert = field(repr=False, compare=False)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.issued.cert_chain_pems[0].bytes()
+
+    @property
+    def key_pem(self) -> bytes:
+        return self.issued.private_key_pem.bytes()
+
+    @cached_property
+    def cert(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_pem)
 
     @property
     def cert_der(self) -> bytes:
@@ -96,53 +95,15 @@ class Leaf:
 class CertAuthority:
     """A test CA that issues cached leaf certificates for any host name or IP address.
 
-    ``ssl`` can only load keys from files, so issued certificates are written to a private
-    temporary directory that :meth:`close` (or garbage collection) removes. Thread-safe:
-    the upstream server asks for certificates from its connection threads.
+    ``name`` is the CA's organisational unit (trustme's CA subject has no common name).
+    Thread-safe: the upstream server asks for certificates from its connection threads.
     """
 
-    def __init__(self, common_name: str = "auditproxy test CA", valid_days: int = 30) -> None:
-        self.common_name = common_name
-        self._valid_days = valid_days
-        self._now = datetime.datetime.now(datetime.UTC)
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "auditproxy tests"),
-            ]
-        )
-        public_key = self.key.public_key()
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self._now - datetime.timedelta(days=1))
-            .not_valid_after(self._now + datetime.timedelta(days=valid_days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.cert_pem = self.cert.public_bytes(serialization.Encoding.PEM)
-        self._dir = Path(tempfile.mkdtemp(prefix="auditproxy-test-ca-"))
-        # A CA that a fixture forgot to close must not leave key files behind.
-        self._cleanup = weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
+    def __init__(self, name: str = "auditproxy test CA") -> None:
+        self.name = name
+        self._ca = trustme.CA(organization_name="auditproxy tests", organization_unit_name=name)
+        self.cert_pem = self._ca.cert_pem.bytes()
+        self.cert = x509.load_pem_x509_certificate(self.cert_pem)
         self._leaves: dict[str, Leaf] = {}
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._sni: weakref.WeakKeyDictionary[ssl.SSLSocket, str] = weakref.WeakKeyDictionary()
@@ -168,12 +129,16 @@ class CertAuthority:
         return path
 
     def leaf(self, host: str) -> Leaf:
-        """Return the (cached) leaf certificate for ``host``, issuing it on first use."""
+        """Return the (cached) leaf certificate for ``host``, issuing it on first use.
+
+        Raises ``ValueError`` for a name trustme cannot put in a certificate: it accepts IP
+        addresses and IDNA host names (Unicode ones become A-labels), not e.g. ``a_b.test``.
+        """
         host = _normalise_host(host)
         with self._lock:
             leaf = self._leaves.get(host)
             if leaf is None:
-                leaf = self._issue(host)
+                leaf = Leaf(host, self._ca.issue_cert(host))
                 self._leaves[host] = leaf
             return leaf
 
@@ -191,7 +156,7 @@ class CertAuthority:
             return context
         leaf = self.leaf(host)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(leaf.cert_file, leaf.key_file)
+        leaf.issued.configure_cert(context)
         context.set_alpn_protocols(["http/1.1"])
         context.sni_callback = self._on_sni
         with self._lock:
@@ -206,48 +171,15 @@ class CertAuthority:
         if server_name:
             with self._lock:
                 self._sni[sock] = server_name
-            sock.context = self.server_context(server_name)
+            # A name no certificate can carry keeps the leaf for the CONNECT host.
+            with contextlib.suppress(ValueError):
+                sock.context = self.server_context(server_name)
 
     def close(self) -> None:
-        """Remove the key files; issued certificates and loaded contexts stay usable."""
-        self._cleanup()
+        """Nothing to release (keys stay in memory); kept for ``with`` and Upstream.close()."""
 
     def __enter__(self) -> CertAuthority:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _issue(self, host: str) -> Leaf:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host[:64])]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self._now - datetime.timedelta(days=1))
-            .not_valid_after(self._now + datetime.timedelta(days=self._valid_days - 1))
-            .add_extension(x509.SubjectAlternativeName([_san_for(host)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        stem = hashlib.sha256(host.encode()).hexdigest()[:16]
-        cert_file = self._dir / f"{stem}.crt"
-        key_file = self._dir / f"{stem}.key"
-        # The chain file carries the CA too, so clients that only trust the CA can build it.
-        cert_file.write_bytes(cert_pem + self.cert_pem)
-        key_file.write_bytes(key_pem)
-        key_file.chmod(0o600)
-        return Leaf(host, cert, cert_pem, key_pem, cert_file, key_file)
