@@ -15,7 +15,9 @@ to `viewPanel=N` keep working). Edit this file, not the JSON.
 
 Every query names only metrics the add-on exports (see addons/auditproxy/metrics.py) or
 Prometheus's own `up`; tests/test_dashboards.py checks that against the real registry,
-and tests/e2e/test_prometheus.py runs every query against a real Prometheus.
+and tests/e2e/test_prometheus.py runs every query against a real Prometheus, with every
+kind of traffic and with ordinary traffic only: every query returns a value in both (0 when
+nothing happened, see `or_zero`), so no panel says "No data".
 """
 
 from __future__ import annotations
@@ -84,6 +86,20 @@ def ratio_or_zero(num: str, den: str, by: str = "") -> str:
     """
     grouping = f" by ({by})" if by else ""
     return f"(sum{grouping} ({num}) or sum{grouping} ({den}) * 0) / sum{grouping} ({den})"
+
+
+def or_zero(expr: str) -> str:
+    """`expr`, or 0 while it has no series at all: a count of events that have not happened
+    since the proxy started (no block, refusal, bypass tunnel...: prometheus_client makes a
+    labelled series only when it is first counted) is 0, not "No data".
+
+    The 0 is the selected proxies' build_info times 0, so a selection with no proxy behind
+    it still says No data (`or vector(0)` would show 0 for a proxy that is down or gone).
+    `on()` matches on no label at all: the 0 stands in only when `expr` is empty, whatever
+    labels its series carry. The 0 has no labels, so a legend such as `{{reason}}` shows
+    the label's name (Grafana's rendering of a missing label).
+    """
+    return f"{expr} or on() 0 * sum({sel('auditproxy_build_info')})"
 
 
 def quantile(q: float, bucket_rate: str, by: str = "le") -> str:
@@ -309,7 +325,7 @@ def monitored_access_panels() -> list[Panel]:
             "Notices acknowledged",
             "Notices whose acknowledgement link was followed in the selected time range.",
             "short",
-            instant(f"sum({increase_range(NOTICES, CAT, ACKNOWLEDGED)})", "acknowledged"),
+            instant(or_zero(f"sum({increase_range(NOTICES, CAT, ACKNOWLEDGED)})"), "acknowledged"),
         ),
         (
             stat_panel(
@@ -318,7 +334,7 @@ def monitored_access_panels() -> list[Panel]:
                 "Requests refused with the policy's block page (action block) in the selected "
                 "time range.",
                 "short",
-                instant(f"sum({increase_range(REQ, CAT, BLOCK)})", "blocked"),
+                instant(or_zero(f"sum({increase_range(REQ, CAT, BLOCK)})"), "blocked"),
             ).thresholds(thresholds((None, "green"), (1, "orange")))
         ),
         (
@@ -330,7 +346,7 @@ def monitored_access_panels() -> list[Panel]:
                 "not distinct clients. Anything above zero is worth a look: someone outside "
                 "the department is trying to use the proxy.",
                 "short",
-                instant(f"sum({increase_range(REQ, REFUSE)})", "refused"),
+                instant(or_zero(f"sum({increase_range(REQ, REFUSE)})"), "refused"),
             ).thresholds(thresholds((None, "green"), (1, "red")))
         ),
         (
@@ -443,10 +459,10 @@ def monitored_access_panels() -> list[Panel]:
                 "the client is outside the allowed networks, per minute.",
                 "cpm",
                 series(
-                    f"60 * sum by (category, site) ({rate(REQ, CAT, BLOCK)})",
+                    or_zero(f"60 * sum by (category, site) ({rate(REQ, CAT, BLOCK)})"),
                     "blocked {{category}}/{{site}}",
                 ),
-                series(f"60 * sum({rate(REQ, REFUSE)})", "refused (client not allowed)"),
+                series(or_zero(f"60 * sum({rate(REQ, REFUSE)})"), "refused (client not allowed)"),
             ).min(0)
         ),
         (
@@ -457,7 +473,9 @@ def monitored_access_panels() -> list[Panel]:
                 "like), per minute. Only the host and port of these are logged.",
                 "cpm",
                 series(
-                    f"60 * sum by (category) ({rate('auditproxy_tunnels_total', CAT, BYPASS)})",
+                    or_zero(
+                        f"60 * sum by (category) ({rate('auditproxy_tunnels_total', CAT, BYPASS)})"
+                    ),
                     "{{category}}",
                 ),
             ).min(0)
@@ -693,7 +711,7 @@ def proxy_health_panels() -> list[Panel]:
                 "person gets the notice on a later page.",
                 "cpm",
                 series(
-                    f"60 * sum by (reason) ({rate('auditproxy_notice_skipped_total')})",
+                    or_zero(f"60 * sum by (reason) ({rate('auditproxy_notice_skipped_total')})"),
                     "{{reason}}",
                 ),
             ).min(0)
@@ -719,7 +737,9 @@ def proxy_health_panels() -> list[Panel]:
                 "TLS tunnels (CONNECT) per second by the policy's action; bypass tunnels are "
                 "not decrypted.",
                 "cps",
-                series(f"sum by (action) ({rate('auditproxy_tunnels_total')})", "{{action}}"),
+                series(
+                    or_zero(f"sum by (action) ({rate('auditproxy_tunnels_total')})"), "{{action}}"
+                ),
             ).min(0)
         ),
         table_panel(
