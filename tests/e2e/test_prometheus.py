@@ -6,10 +6,14 @@ The stack, all on 127.0.0.1 with free ports:
                         | /metrics
                     Prometheus (Debian's package), started by scripts/monitor-local.sh
 
-Traffic covers every action (monitor over HTTP and decrypted HTTPS, log, bypass, block,
-refuse), origin errors, the daily notice (shown, acknowledged, skipped). Then every query of
-both dashboards, with Grafana's variables filled in as Grafana would, goes through
-Prometheus's HTTP API: each must succeed and each panel must return data. The dashboards'
+Two such stacks. The first carries every kind of traffic: every action (monitor over HTTP
+and decrypted HTTPS, log, bypass, block, refuse), origin errors, the daily notice (shown,
+acknowledged, skipped). The second carries only ordinary browsing (plain HTTP to a monitored
+and an unclassified site): no block, refusal, acknowledgement, tunnel, skipped notice or
+error. Every query of both dashboards, with Grafana's variables filled in as Grafana would,
+goes through Prometheus's HTTP API against each: each must succeed and return data, on the
+quiet stack too (a panel says 0 when nothing happened, never "No data"), and there the
+queries that count only what did not happen must read exactly 0. The dashboards'
 `label_values` variables must find the running job and instance.
 
 Needs the `prometheus` binary (Debian package `prometheus`; .ci/run installs it).
@@ -29,7 +33,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,9 +230,26 @@ def _drive_traffic(
 # ------------------------------------------------------------------------------ fixture
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("prometheus-e2e")
+Traffic = Callable[[ProxyClient, ProxyClient, ProxyClient, int], tuple[bool, bool]]
+
+
+def _drive_ordinary_traffic(
+    client: ProxyClient, tls_client: ProxyClient, bypass_client: ProxyClient, port: int
+) -> tuple[bool, bool]:
+    """A quiet day: plain HTTP browsing of a monitored and an unclassified site, nothing
+    else. No block, refusal, acknowledgement, bypass, TLS tunnel, skipped notice or origin
+    error: the panels about those must say 0, not "No data"."""
+    page = client.get("http://www.facebook.com/", DOCUMENT)
+    assert page.status == 200, page.status
+    assert client.get("http://static.xx.fbcdn.net/app.js", {"Accept": "*/*"}).status == 200
+    assert client.get("http://www.example.org/", DOCUMENT).status == 200
+    return 'id="auditproxy-notice"' in page.text, False
+
+
+@contextlib.contextmanager
+def _running_stack(tmp: Path, traffic: Traffic, scraped_all: str) -> Iterator[Stack]:
+    """`auditproxy run` and Prometheus scraping it, after two rounds of `traffic`; yields
+    once Prometheus has scraped the second round (`scraped_all` returns a sample)."""
     policy = tmp / "policy.yaml"
     _test_policy(policy)
     confdir = tmp / "confdir"
@@ -308,15 +329,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         tls_client = ProxyClient("127.0.0.1", proxy_port, ca_file=confdir / "mitmproxy-ca-cert.pem")
         bypass_client = ProxyClient("127.0.0.1", proxy_port, ca_file=upstream_ca_file)
         # Two rounds a few scrapes apart, so that rates see counters move, not just appear.
-        notice_seen, acknowledged = _drive_traffic(client, tls_client, bypass_client, proxy_port)
+        notice_seen, acknowledged = traffic(client, tls_client, bypass_client, proxy_port)
         time.sleep(2.5)
-        _drive_traffic(client, tls_client, bypass_client, proxy_port)
+        traffic(client, tls_client, bypass_client, proxy_port)
 
-        def has_everything() -> bool:
-            sent = _query(prometheus_url, 'sum(auditproxy_requests_total{action="refuse"})')
-            return bool(sent) and float(sent[0]["value"][1]) >= 2
-
-        _wait_until("the second round of traffic to be scraped", has_everything)
+        _wait_until(
+            "the second round of traffic to be scraped",
+            lambda: _query(prometheus_url, scraped_all),
+        )
         time.sleep(2.5)  # a couple more scrapes after the last increment
 
         yield Stack(
@@ -329,6 +349,28 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             acknowledged=acknowledged,
             proxy_log=proxy_log,
         )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Every kind of traffic."""
+    with _running_stack(
+        tmp_path_factory.mktemp("prometheus-e2e"),
+        _drive_traffic,
+        'sum(auditproxy_requests_total{action="refuse"}) >= 2',
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def quiet_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Ordinary traffic only (_drive_ordinary_traffic: three requests a round)."""
+    with _running_stack(
+        tmp_path_factory.mktemp("prometheus-e2e-quiet"),
+        _drive_ordinary_traffic,
+        "sum(auditproxy_requests_total) >= 6",
+    ) as running:
+        yield running
 
 
 # ------------------------------------------------------------------------------ panels
@@ -392,28 +434,78 @@ def test_there_are_panels_to_check() -> None:
     assert len(PANELS) >= 30, [str(p) for p in PANELS]
 
 
+def _evaluate(stack: Stack, panel: PanelQuery, expr: str, instant: bool) -> list:
+    """The query as Grafana sends it for this panel; its result (series or samples)."""
+    now = time.time()
+    query = _substitute(expr, stack)
+    if instant:
+        answer = _api(stack.prometheus_url, "/api/v1/query", query=query, time=str(now))
+    else:  # what Grafana sends for a time series panel
+        answer = _api(
+            stack.prometheus_url,
+            "/api/v1/query_range",
+            query=query,
+            start=str(now - 120),
+            end=str(now),
+            step="1",
+        )
+    assert answer.get("status") == "success", f"{panel}: {query}\n-> {answer}"
+    return answer["data"]["result"]
+
+
 @pytest.mark.parametrize("panel", PANELS, ids=str)
 def test_panel_query_succeeds_and_returns_data(stack: Stack, panel: PanelQuery) -> None:
-    now = time.time()
-    returned = False
-    for expr, instant in panel.exprs:
-        query = _substitute(expr, stack)
-        if instant:
-            answer = _api(stack.prometheus_url, "/api/v1/query", query=query, time=str(now))
-        else:  # what Grafana sends for a time series panel
-            answer = _api(
-                stack.prometheus_url,
-                "/api/v1/query_range",
-                query=query,
-                start=str(now - 120),
-                end=str(now),
-                step="1",
-            )
-        assert answer.get("status") == "success", f"{panel}: {query}\n-> {answer}"
-        returned = returned or bool(answer["data"]["result"])
-    if not returned and (why := _why_no_data_is_expected(panel, stack)):
+    """Every query of every panel returns data (each target, not just one per panel)."""
+    empty = [e for e, instant in panel.exprs if not _evaluate(stack, panel, e, instant)]
+    if empty and (why := _why_no_data_is_expected(panel, stack)):
         pytest.skip(why)
-    assert returned, f"{panel}: no data from any of {[e for e, _ in panel.exprs]}"
+    assert not empty, f"{panel}: no data from {empty}"
+
+
+# Events the quiet stack never causes: a query that counts only these must read 0 there.
+NEVER_IN_ORDINARY_TRAFFIC = (
+    'action="block"',
+    'action="refuse"',
+    'action="bypass"',
+    'event="acknowledged"',
+    "auditproxy_notice_skipped_total{",
+    "auditproxy_tunnels_total{",
+)
+_SELECTOR = re.compile(r"\w+\{[^}]*\}")
+
+
+def _only_about_absent_events(expr: str) -> bool:
+    """Every selector of `expr`, bar the 0 that stands in for "nothing happened" (the
+    proxy's build_info times 0), is about an event the quiet stack never causes."""
+    counted = [s for s in _SELECTOR.findall(expr) if not s.startswith("auditproxy_build_info{")]
+    return bool(counted) and all(
+        any(event in s for event in NEVER_IN_ORDINARY_TRAFFIC) for s in counted
+    )
+
+
+def test_ordinary_traffic_is_ordinary(quiet_stack: Stack) -> None:
+    """The quiet stack served requests and none of the events it is meant to lack."""
+    url = quiet_stack.prometheus_url
+    assert _query(url, 'auditproxy_requests_total{action="monitor"} > 0')
+    assert _query(url, 'auditproxy_requests_total{action="log"} > 0')
+    assert not _query(url, 'auditproxy_requests_total{action=~"block|refuse|bypass"}')
+    assert not _query(url, 'auditproxy_requests_total{status_class=~"5xx|none"}')
+    assert not _query(url, 'auditproxy_notices_total{event="acknowledged"}')
+    assert not _query(url, "auditproxy_notice_skipped_total")
+    assert not _query(url, "auditproxy_tunnels_total")
+
+
+@pytest.mark.parametrize("panel", PANELS, ids=str)
+def test_panel_shows_a_value_under_ordinary_traffic(quiet_stack: Stack, panel: PanelQuery) -> None:
+    """A day without blocks, refusals, acknowledgements, bypass or TLS tunnels, skipped
+    notices or errors: every query of every panel still returns a sample (0 when nothing
+    happened), so no panel says "No data". Nothing is skipped here."""
+    for expr, instant in panel.exprs:
+        result = _evaluate(quiet_stack, panel, expr, instant)
+        assert result, f"{panel}: no data from {expr}"
+        if _only_about_absent_events(expr):
+            values = {v for r in result for _, v in r.get("values") or [r["value"]]}
+            assert values == {"0"}, f"{panel}: {expr} counts what did not happen: {values}"
 
 
 def test_every_query_target_returns_data_where_the_traffic_says_it_must(stack: Stack) -> None:
