@@ -257,7 +257,6 @@ class Notice(Stage):
             streamed=bool(response.stream),
         )
         if isinstance(result, SkipReason):
-            state.notice_skip = result
             self.runtime.recorder.notice_skipped(result)
         elif result is not None:
             state.notice_visit = result
@@ -280,7 +279,6 @@ class Notice(Stage):
             path=flow.request.path,
         )
         if isinstance(result, SkipReason):
-            state.notice_skip = result
             self.runtime.recorder.notice_skipped(result)
         elif isinstance(result, Delivery):
             response.content = result.body  # re-encoded with the response's own encoding

@@ -14,7 +14,6 @@ from typing import Any
 
 from auditproxy.decide.decision import Decision
 from auditproxy.notice.keys import Visit
-from auditproxy.notice.reasons import SkipReason
 
 KEY = "auditproxy"  # the flow.metadata key
 
@@ -52,7 +51,6 @@ class FlowState:
     notice_visit: Visit | None = None  # notice: this response may carry the notice
     notice_shown: Visit | None = None  # notice: it went into this response
     notice_styled: bool = True  # notice: with its styles (False: a CSP forbids them)
-    notice_skip: SkipReason | None = None  # notice: due the notice, could not carry it
     streamed: ByteCounter | None = None  # the body was streamed: its size is counted here
     recorded: bool = False  # the recorder wrote its record
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import string
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import example, given, reject
@@ -27,9 +28,16 @@ from auditproxy.decide.classify import Classifier, Match
 from auditproxy.decide.decision import Engine
 from auditproxy.policy.hosts import normalize_host
 from auditproxy.policy.load import load_policy, parse_policy
-from auditproxy.policy.model import Action, Policy, iter_domains
+from auditproxy.policy.model import Action, Policy, Site
 from support.fuzz import fuzz
 from support.paths import EXAMPLE_POLICY, FIXTURES, POLICIES
+
+
+def iter_domains(policy: Policy) -> Iterator[tuple[str, Site]]:
+    for site in policy.sites:
+        for domain in site.domains:
+            yield domain, site
+
 
 SMALL = load_policy(POLICIES / "small.yaml")
 EXAMPLE = load_policy(EXAMPLE_POLICY)

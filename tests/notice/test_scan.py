@@ -16,11 +16,11 @@ from auditproxy.notice.insert import (
     inject,
 )
 from auditproxy.notice.reasons import SkipReason
-from auditproxy.notice.scan import find_insertion_point
 from support.inject import (
     BANNER,
     PAGES,
     check_only_additions,
+    find_insertion_point,
     marked,
 )
 from support.notice import undo

@@ -28,7 +28,7 @@ def replace(text: str, old: str, new: str) -> str:
 def test_example_policy_is_valid_and_complete():
     policy = load_policy(EXAMPLE_POLICY)
     assert policy.default_action is Action.LOG
-    assert policy.timezone_name == "America/Toronto"
+    assert policy.timezone.key == "America/Toronto"
     assert policy.notice.languages == ("en", "fr")
     assert policy.identity.log_as is LogAs.PSEUDONYM
     by_category = {c.name: c for c in policy.categories}

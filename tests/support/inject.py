@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from auditproxy.notice.banner import NOTICE_ID, Banner, render_banner
-from auditproxy.notice.insert import (
-    InjectResult,
-)
+from auditproxy.notice.insert import InjectResult
+from auditproxy.notice.reasons import SkipReason
+from auditproxy.notice.scan import scan
 from auditproxy.policy.load import load_policy
 from support.notice import undo
 
@@ -45,3 +45,9 @@ def check_only_additions(original: bytes, result: InjectResult) -> None:
     }
     assert all(e.start < result.offset for e in meta_edits)
     assert all(e.old.count(b"sha256-") < e.new.count(b"sha256-") for e in meta_edits)
+
+
+def find_insertion_point(body: bytes) -> int | None:
+    """Byte offset where the notice goes: the top of the body. None when there is none."""
+    head = scan(body)
+    return None if isinstance(head, SkipReason) else head.offset

@@ -140,12 +140,6 @@ class _Head:
     refresh: bool = False
 
 
-def find_insertion_point(body: bytes) -> int | None:
-    """Byte offset where the notice goes: the top of the body. None when there is none."""
-    head = scan(body)
-    return None if isinstance(head, SkipReason) else head.offset
-
-
 def scan(doc: bytes) -> _Head | SkipReason:
     """Tokenize up to the start of the body; see the module docstring.
 

@@ -32,10 +32,6 @@ class Calendar:
         assert self._day is not None
         return self._day
 
-    def seconds_until_tomorrow(self) -> float:
-        self.today()
-        return max(0.0, self._ends_at - self.clock())
-
     def _midnight(self, day: date) -> float:
         # fold=0 picks the first midnight if a transition repeats it; zoneinfo resolves a
         # midnight that a transition skips to the instant just after the gap.

@@ -6,7 +6,6 @@ What `policy.load` builds from YAML and every later stage reads. Pure, no I/O.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -123,10 +122,6 @@ class Policy:
     source: str = ""
     sites: tuple[Site, ...] = field(default=(), compare=False)
 
-    @property
-    def timezone_name(self) -> str:
-        return self.timezone.key
-
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -144,9 +139,3 @@ class PolicyError(ValueError):
         self.source = source
         self.problems = sorted(problems, key=lambda p: p.line)
         super().__init__("\n".join(p.format(source) for p in self.problems))
-
-
-def iter_domains(policy: Policy) -> Iterator[tuple[str, Site]]:
-    for site in policy.sites:
-        for domain in site.domains:
-            yield domain, site

@@ -43,10 +43,8 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 # Fixed vocabularies (documented in the README's metric reference).
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
-ERROR_STAGES = (
-    "policy",
+ERROR_STAGES = (  # the add-on's stages and upkeep tasks that can fault
     "classify",
-    "identify",
     "enforce",
     "log",
     "metrics",
@@ -185,20 +183,6 @@ class Metrics:
             self.policy_info.remove(*self._policy_labels)
         self._policy_labels = (name, sha256)
         self.policy_info.labels(name, sha256).set(1)
-
-    def family_names(self) -> set[str]:
-        """Every metric name this registry exports (as Prometheus sees it after a scrape)."""
-        names: set[str] = set()
-        for family in self.registry.collect():
-            for sample in family.samples:
-                names.add(sample.name)
-            if family.type == "counter":
-                names.add(family.name + "_total")
-            elif family.type == "histogram":
-                names.update(family.name + s for s in ("_bucket", "_count", "_sum"))
-            else:
-                names.add(family.name)
-        return names
 
 
 class DailyUsers:
