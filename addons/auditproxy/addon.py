@@ -1,6 +1,6 @@
 # Over 300 lines: every hook of the pipeline in one file, in the order mitmproxy calls them.
-"""The mitmproxy add-on: the request's pipeline, one small add-on per stage, in the order
-mitmproxy calls them for every hook (the order of `AuditProxy.addons`):
+"""The mitmproxy add-on: the request's pipeline, one small add-on per stage, called in this
+order for every hook (`AuditProxy.stages`, run by `Pipeline`):
 
     Runtime   options, the policy in force (hot reload), notice state, log, metrics
     Decide    classify -> identify -> decide: the flow's `FlowState` with its Decision
@@ -63,9 +63,7 @@ def guarded(stage: str) -> Callable[[Hook], Hook]:
 
 
 class Stage:
-    """A stage of the pipeline: the runtime, and what it knows of client connections."""
-
-    name = "auditproxy.stage"  # mitmproxy's add-on name; each stage has its own
+    """A stage of the pipeline: hook methods named as mitmproxy's, run by `Pipeline`."""
 
     def __init__(self, runtime: Runtime, connections: WeakKeyDictionary) -> None:
         self.runtime = runtime
@@ -101,8 +99,6 @@ def requested_host(flow: http.HTTPFlow, state: FlowState) -> str | None:
 
 class Decide(Stage):
     """classify -> identify -> decide, for requests, tunnels and TLS connections."""
-
-    name = "auditproxy.decide"
 
     @guarded("enforce")
     def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -183,8 +179,6 @@ class Decide(Stage):
 class Enforce(Stage):
     """The policy's refusals: outsiders, `block` categories; `bypass` stays encrypted."""
 
-    name = "auditproxy.enforce"
-
     @guarded("enforce")
     def http_connect(self, flow: http.HTTPFlow) -> None:
         state, engine = state_of(flow), self.runtime.engine
@@ -223,8 +217,6 @@ class Enforce(Stage):
 
 class Notice(Stage):
     """The daily notice: its link, its candidate pages, the banner (`notice.stage`)."""
-
-    name = "auditproxy.notice"
 
     @guarded("notice")
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -300,8 +292,6 @@ class Notice(Stage):
 
 class Record(Stage):
     """Every request's record and metrics, whatever its fate; the tunnels' too."""
-
-    name = "auditproxy.record"
 
     @guarded("log")
     def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -379,59 +369,53 @@ def _safe_error(message: str) -> str:
     return " ".join(words)[:300]
 
 
-# ---------------------------------------------------------------------------------- timing
-
-
-class _HookClock:
-    """Brackets the stages for every hook: `auditproxy_hook_duration_seconds{hook}` is the
-    add-on's own cost. mitmproxy calls the add-ons of one hook one after the other (ours
-    are all synchronous), so the start and the stop of one hook are never interleaved."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.started = 0.0
-        self.timers = {name: runtime.metrics.hook_duration.labels(name) for name in HOOKS}
-
-
-def _clock_addons(runtime: Runtime) -> tuple[object, object]:
-    clock = _HookClock(runtime)
-
-    def start(_self: object, _arg: object) -> None:
-        clock.started = time.perf_counter()
-
-    def stopper(name: str) -> Hook:
-        timer = clock.timers[name]
-
-        def stop(_self: object, _arg: object) -> None:
-            timer.observe(time.perf_counter() - clock.started)
-
-        return stop
-
-    starts = dict.fromkeys(HOOKS, start)
-    stops = {name: stopper(name) for name in HOOKS}
-    start_type = type("HookClockStart", (), {"name": "auditproxy.clock-start", **starts})
-    stop_type = type("HookClockStop", (), {"name": "auditproxy.clock-stop", **stops})
-    return start_type(), stop_type()
-
-
 # ---------------------------------------------------------------------------------- the add-on
 
 
+class Pipeline:
+    """The stages, run in order for each hook, as mitmproxy would run them as add-ons.
+
+    mitmproxy's own dispatch costs about 2.5 us per add-on and hook (it asks `inspect`
+    whether each handler is a coroutine and rebuilds the hook's arguments from its
+    dataclass fields for every call): with four stages and a timer that is about 30 us a
+    request, more than the add-on's whole budget (bench/RESULTS.md). So mitmproxy calls
+    this one add-on per hook, and it calls the stages that have the hook, in list order,
+    timing them together into `auditproxy_hook_duration_seconds{hook}`.
+    """
+
+    name = "auditproxy.pipeline"
+
+    def __init__(self, runtime: Runtime, stages: list[Stage]) -> None:
+        self.stages = stages
+        for hook in HOOKS:
+            handlers = [getattr(stage, hook) for stage in stages if hasattr(stage, hook)]
+            timer = runtime.metrics.hook_duration.labels(hook)
+            setattr(self, hook, _chain(handlers, timer))
+
+
+def _chain(handlers: list[Callable[[Any], None]], timer: Any) -> Callable[[Any], None]:
+    def run(arg: Any) -> None:
+        start = time.perf_counter()
+        for handler in handlers:
+            handler(arg)  # each is guarded: a fault never stops the next stage
+        timer.observe(time.perf_counter() - start)
+
+    return run
+
+
 class AuditProxy:
-    """auditproxy, as one mitmproxy add-on made of its stages (see the module docstring)."""
+    """auditproxy, as one mitmproxy add-on: its runtime, then the pipeline's stages."""
 
     def __init__(self) -> None:
         self.runtime = Runtime()
         connections: WeakKeyDictionary[connection.Client, ConnectionState] = WeakKeyDictionary()
-        clock_start, clock_stop = _clock_addons(self.runtime)
-        self.addons = [
-            self.runtime,
-            clock_start,
+        self.stages: list[Stage] = [
             Decide(self.runtime, connections),
             Enforce(self.runtime, connections),
             Notice(self.runtime, connections),
             Record(self.runtime, connections),
-            clock_stop,
         ]
+        self.addons = [self.runtime, Pipeline(self.runtime, self.stages)]
 
     # The runtime's parts, for `auditproxy run`, the tests and the benchmark.
     @property
