@@ -9,6 +9,7 @@ manifests offline when kubectl is there).
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 import re
 import shlex
@@ -108,6 +109,21 @@ def test_monitor_local_script_is_sound() -> None:
     if shutil.which("shellcheck"):
         result = run("shellcheck", str(MONITOR_LOCAL))
         assert result.returncode == 0, result.stdout
+
+
+def test_python_snippets_in_deploy_files_import_what_exists() -> None:
+    """Units and compose files run `python -c "from auditproxy... import ..."`: every such
+    import must name a module and a name the package has (a rename breaks them silently)."""
+    pattern = re.compile(r"from (auditproxy[\w.]*) import (\w+)|import (auditproxy[\w.]*)")
+    found = 0
+    for path in [*DEPLOY.rglob("*"), REPO / "deploy" / "docker" / "install-from-lock.sh"]:
+        if not path.is_file() or path.suffix in {".md", ".json"}:
+            continue
+        for module, name, bare in pattern.findall(path.read_text(encoding="utf-8")):
+            imported = importlib.import_module(module or bare)
+            assert not name or hasattr(imported, name), f"{path}: {module}.{name}"
+            found += 1
+    assert found >= 3
 
 
 SHELL_SCRIPTS = [
