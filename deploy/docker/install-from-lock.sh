@@ -19,7 +19,7 @@ trap 'rm -rf "$tools"' EXIT
 "$tools/bin/python" -m pip install --quiet --disable-pip-version-check \
     --require-hashes --only-binary :all: -r "$src/scripts/uv-requirements.txt"
 UV_PROJECT_ENVIRONMENT=$prefix UV_PYTHON_DOWNLOADS=never "$tools/bin/uv" sync --quiet \
-    --locked --no-dev --extra redis --no-editable --compile-bytecode \
+    --locked --no-dev --extra redis --no-editable --reinstall-package auditproxy --compile-bytecode \
     --project "$src" --python "$python"
 
 # Smoke test: every module the proxy loads imports (a dependency missing from the lock
