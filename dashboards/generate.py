@@ -794,6 +794,40 @@ def proxy_health_panels() -> list[Panel]:
             columns={"instance": "Instance", "backend": "Notice state"},
             value_header="In use",
         ),
+        # Every connection accounted for (issue #12): watch these during a CA roll-out.
+        (
+            timeseries_panel(
+                24,
+                "TLS failures by category and reason",
+                "Failed TLS handshakes per minute, by the policy's category and the reason "
+                "(certificate-rejected: the client does not trust the proxy's CA yet, the "
+                "thing to watch during a CA roll-out; closed-during-handshake: often the "
+                "same; server-certificate-invalid: the site's own certificate failed). The "
+                "access log's tls-failed records name the clients.",
+                "cpm",
+                series(
+                    or_zero(
+                        f"60 * sum by (category, reason) ({rate('auditproxy_tls_failures_total')})"
+                    ),
+                    "{{category}}: {{reason}}",
+                ),
+            ).min(0)
+        ),
+        (
+            timeseries_panel(
+                25,
+                "Refusals by reason",
+                "Requests and connections the proxy refused, per minute: clients outside the "
+                "policy's networks, and destinations it never connects to (loopback, "
+                "link-local and cloud metadata, the proxy's own host, the policy's list). "
+                "A steady rate from one source is someone probing.",
+                "cpm",
+                series(
+                    or_zero(f"60 * sum by (reason) ({rate('auditproxy_refusals_total')})"),
+                    "{{reason}}",
+                ),
+            ).min(0)
+        ),
     ]
 
 

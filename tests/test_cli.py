@@ -169,3 +169,24 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_pseudonym_matches_names_as_normalised_and_addresses_as_typed(tmp_path):
+    """What the proxy logs for `ALICE` (proxy authentication) and for a client known only
+    by its address, the investigator's command finds again."""
+    from support.harness import harness_for
+    from support.paths import EXAMPLE_POLICY
+
+    for h in harness_for(tmp_path, EXAMPLE_POLICY):
+        by_name = h.flow("http://www.reddit.com/", client="10.1.2.3")
+        by_name.metadata["proxyauth"] = ("ALICE", "")
+        h.exchange(by_name)
+        h.exchange(h.flow("http://www.reddit.com/", client="10.7.7.7"))
+        named, addressed = h.records("access")
+    key = str(tmp_path / "conf" / "auditproxy-pseudonym.key")
+    alice = json.loads(auditproxy("pseudonym", "--key", key, "Alice").stdout)
+    address = json.loads(auditproxy("pseudonym", "--key", key, "--address", "10.7.7.7").stdout)
+    assert named["user.hash"] == alice["user.hash"] and alice["user.name"] == "alice"
+    assert addressed["user.hash"] == address["user.hash"]
+    plain = json.loads(auditproxy("pseudonym", "--key", key, "10.7.7.7").stdout)
+    assert plain["user.hash"] != address["user.hash"]  # a user named 10.7.7.7 is not that client

@@ -571,3 +571,21 @@ console.log(JSON.stringify(out));
 def test_yaml_files_parse() -> None:
     for path in [*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")]:
         assert list(yaml.safe_load_all(path.read_text(encoding="utf-8"))), path
+
+
+def test_the_shared_redis_requires_the_password_the_proxies_send() -> None:
+    docs = manifests()
+    redis_docs = {
+        (d["kind"], d["metadata"]["name"]): d for d in load_all(K8S / "redis" / "redis.yaml")
+    }
+    redis = redis_docs[("Deployment", "auditproxy-redis")]["spec"]["template"]["spec"]
+    redis = redis["containers"][0]
+    args = redis["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    (env,) = [e for e in redis["env"] if e["name"] == "REDIS_PASSWORD"]
+    secret = env["valueFrom"]["secretKeyRef"]
+    assert secret == {"name": "auditproxy-redis", "key": "password"}  # never optional
+    assert "REDISCLI_AUTH" in " ".join(redis["readinessProbe"]["exec"]["command"])
+    proxy = docs[("Deployment", "auditproxy")]["spec"]["template"]["spec"]["containers"][0]
+    (sent,) = [e for e in proxy["env"] if e["name"] == "REDIS_PASSWORD"]
+    assert sent["valueFrom"]["secretKeyRef"] == secret

@@ -16,14 +16,16 @@ and apply what they return. Each hook is guarded on its own: a fault is counted 
 
 from __future__ import annotations
 
-import functools
+import base64
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from mitmproxy import connection, http, tls
+from mitmproxy import connection, ctx, http, tls
 
+from auditproxy.addon_connections import Gate, RecordConnections
 from auditproxy.decide import pages
 from auditproxy.decide.decision import Decision, Engine
 from auditproxy.decide.identity import canonical_address
@@ -34,56 +36,28 @@ from auditproxy.notice.stage import Delivery
 from auditproxy.policy.model import Action
 from auditproxy.runtime import Runtime
 from auditproxy.sinks.records import Exchange, strip_query
+from auditproxy.stages import Stage, guarded, request_view, server_address, state_of
 
-Hook = Callable[[Any, Any], None]
 HOOKS = (
     "http_connect",
+    "http_connect_error",
     "requestheaders",
     "tls_clienthello",
+    "tls_failed_client",
+    "tls_failed_server",
+    "server_connect",
+    "server_connected",
+    "server_connect_error",
     "responseheaders",
     "response",
     "error",
+    "websocket_message",
+    "websocket_end",
+    "tcp_start",
+    "tcp_message",
+    "tcp_end",
+    "tcp_error",
 )
-
-
-def guarded(stage: str) -> Callable[[Hook], Hook]:
-    """Fail open: a fault in a stage is counted and logged; the flow goes on."""
-
-    def decorate(method: Hook) -> Hook:
-        @functools.wraps(method)
-        def run(self: Stage, arg: Any) -> None:
-            try:
-                method(self, arg)
-            except Exception:
-                self.runtime.recorder.fault(stage)
-
-        return run
-
-    return decorate
-
-
-class Stage:
-    """A stage of the pipeline: hook methods named as mitmproxy's, run by `Pipeline`."""
-
-    def __init__(self, runtime: Runtime, connections: WeakKeyDictionary) -> None:
-        self.runtime = runtime
-        self.connections: WeakKeyDictionary[connection.Client, ConnectionState] = connections
-
-    def connection(self, client: connection.Client) -> ConnectionState:
-        state = self.connections.get(client)
-        if state is None:
-            state = self.connections[client] = ConnectionState()
-        return state
-
-
-def state_of(flow: http.HTTPFlow) -> FlowState | None:
-    return flow.metadata.get(KEY)
-
-
-def request_view(flow: http.HTTPFlow) -> dict[bytes, bytes]:
-    """The request's headers by lower-case name (first value), made once per request:
-    mitmproxy's `Headers` finds a name by lower-casing every field it holds."""
-    return {name.lower(): value for name, value in reversed(flow.request.headers.fields)}
 
 
 def requested_host(flow: http.HTTPFlow, state: FlowState) -> str | None:
@@ -108,9 +82,10 @@ class Decide(Stage):
         state = flow.metadata[KEY] = FlowState(request_view(flow))
         header = self._take_identity_header(engine, flow, state)
         state.decision = self._decide(engine, flow, state, header)
+        tunnel = self.connection(flow.client_conn)
+        tunnel.connect_decision = state.decision
         if state.decision.allowed_client:  # who opened the tunnel speaks for its requests
             proxyauth = flow.metadata.get("proxyauth")
-            tunnel = self.connection(flow.client_conn)
             tunnel.tunnel_user = proxyauth[0] if proxyauth else None
             tunnel.tunnel_header = header
 
@@ -121,10 +96,14 @@ class Decide(Stage):
             return
         state = flow.metadata[KEY] = FlowState(request_view(flow))
         header = self._take_identity_header(engine, flow, state)
-        if header is None:  # HTTPS: a front proxy's header came with the CONNECT
-            tunnel = self.connections.get(flow.client_conn)
-            header = tunnel.tunnel_header if tunnel is not None else None
-        state.decision = self._decide(engine, flow, state, header)
+        inner = None
+        tunnel = self.connections.get(flow.client_conn)
+        if tunnel is not None and tunnel.in_tunnel:
+            # Inside a tunnel only the CONNECT's header counts: the front proxy saw that
+            # one; what a client sends inside TLS, it never did.
+            header, inner = tunnel.tunnel_header, header
+        self._strip_proxy_headers(flow, state)
+        state.decision = self._decide(engine, flow, state, header, inner)
 
     @guarded("tunnel")
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
@@ -139,11 +118,11 @@ class Decide(Stage):
         tunnel = self.connection(client)
         tunnel.tls_decision = engine.decide(
             host=sni or server_host,
-            other_names=(server_host,),
             sni=sni,
             client_address=client.peername[0],
             proxyauth_user=tunnel.tunnel_user,
             header_value=tunnel.tunnel_header,
+            connect_to=server_host,
         )
 
     @staticmethod
@@ -158,18 +137,36 @@ class Decide(Stage):
         return value
 
     @staticmethod
+    def _strip_proxy_headers(flow: http.HTTPFlow, state: FlowState) -> None:
+        """`Proxy-Authorization` and `Proxy-Connection` are for this proxy: they never
+        reach an origin (a parent proxy's own credentials, set by mitmproxy's
+        `upstream_auth` from the operator's option, are kept)."""
+        headers = flow.request.headers
+        if b"proxy-connection" in state.headers:
+            del headers["Proxy-Connection"]
+        if b"proxy-authorization" in state.headers:
+            kept = upstream_credentials()
+            if kept is None or headers.get("Proxy-Authorization") != kept:
+                del headers["Proxy-Authorization"]
+
+    @staticmethod
     def _decide(
-        engine: Engine, flow: http.HTTPFlow, state: FlowState, header_value: str | None
+        engine: Engine,
+        flow: http.HTTPFlow,
+        state: FlowState,
+        header_value: str | None,
+        inner_header: str | None = None,
     ) -> Decision:
         request = flow.request
         proxyauth = flow.metadata.get("proxyauth")
         return engine.decide(
             host=requested_host(flow, state) or request.host,
-            other_names=(request.host,),
             sni=flow.client_conn.sni,
             client_address=flow.client_conn.peername[0],
             proxyauth_user=proxyauth[0] if proxyauth else None,
             header_value=header_value,
+            inner_header=inner_header,
+            connect_to=request.host,
         )
 
 
@@ -184,8 +181,26 @@ class Enforce(Stage):
         state, engine = state_of(flow), self.runtime.engine
         if state is None or state.decision is None or engine is None or flow.response:
             return
-        if not state.decision.allowed_client:
+        decision = state.decision
+        if not decision.allowed_client:
             self._answer(flow, state, Answered.REFUSED, pages.refused_page(engine.policy))
+        elif decision.refusal is not None:
+            page = pages.refused_destination_page(engine.policy, decision.destination or "")
+            self._answer(flow, state, Answered.REFUSED, page)
+        elif decision.action is Action.BLOCK:
+            # Answered here, so that mitmproxy never connects to a blocked site (its eager
+            # strategy would, at the CONNECT). Inside, TLS gets the proxy's certificate and
+            # the request the block page; raw TCP is refused at `server_connect`.
+            flow.response = http.Response(
+                flow.request.data.http_version,
+                200,
+                b"Connection established",
+                http.Headers(),
+                b"",
+                None,
+                time.time(),
+                time.time(),
+            )
 
     @guarded("enforce")
     def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -195,6 +210,9 @@ class Enforce(Stage):
         decision = state.decision
         if not decision.allowed_client:
             self._answer(flow, state, Answered.REFUSED, pages.refused_page(engine.policy))
+        elif decision.refusal is not None:
+            page = pages.refused_destination_page(engine.policy, decision.destination or "")
+            self._answer(flow, state, Answered.REFUSED, page)
         elif decision.action is Action.BLOCK:
             page = pages.blocked_page(engine.policy, decision.host)
             self._answer(flow, state, Answered.BLOCKED, page)
@@ -203,8 +221,14 @@ class Enforce(Stage):
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         tunnel = self.connections.get(data.context.client)
         decision = tunnel.tls_decision if tunnel is not None else None
-        if decision is not None and decision.action is Action.BYPASS:
+        if decision is None:
+            return
+        if decision.action is Action.BYPASS:
             data.ignore_connection = True
+        elif decision.action in (None, Action.BLOCK):
+            # Never contact a blocked site or a refused destination for its certificate:
+            # the client gets the proxy's, and its request the block or refusal page.
+            data.establish_server_tls_first = False
 
     @staticmethod
     def _answer(flow: http.HTTPFlow, state: FlowState, why: Answered, page: bytes) -> None:
@@ -333,6 +357,11 @@ class Record(Stage):
                 return
             state = flow.metadata[KEY] = FlowState(request_view(flow))
             state.decision = Decide._decide(engine, flow, state, None)
+        tunnel = self.connections.get(flow.client_conn)
+        asked = (flow.request.host, flow.request.port)
+        refusal = tunnel.refused.get(asked) if tunnel is not None else None
+        if refusal is not None and refusal != "blocked" and state.decision.refusal is None:
+            state.decision = state.decision.refused(refusal)  # found after resolution
         self.runtime.recorder.request(state, exchange(flow, state))
 
 
@@ -360,7 +389,14 @@ def exchange(flow: http.HTTPFlow, state: FlowState) -> Exchange:
         duration_ns=duration,
         client_address=canonical_address(flow.client_conn.peername[0]),
         error=_safe_error(flow.error.msg) if flow.error else None,
+        destination=server_address(flow.server_conn),
     )
+
+
+def upstream_credentials() -> str | None:
+    """The `Proxy-Authorization` value mitmproxy sends a parent proxy (upstream_auth)."""
+    auth = ctx.options.upstream_auth
+    return "Basic " + base64.b64encode(auth.encode()).decode() if auth else None
 
 
 def _safe_error(message: str) -> str:
@@ -389,8 +425,12 @@ class Pipeline:
         self.stages = stages
         for hook in HOOKS:
             handlers = [getattr(stage, hook) for stage in stages if hasattr(stage, hook)]
-            timer = runtime.metrics.hook_duration.labels(hook)
-            setattr(self, hook, _chain(handlers, timer))
+            if not handlers:
+                continue
+            if any(inspect.iscoroutinefunction(handler) for handler in handlers):
+                setattr(self, hook, _async_chain(handlers))
+            else:
+                setattr(self, hook, _chain(handlers, runtime.metrics.hook_duration.labels(hook)))
 
 
 def _chain(handlers: list[Callable[[Any], None]], timer: Any) -> Callable[[Any], None]:
@@ -399,6 +439,19 @@ def _chain(handlers: list[Callable[[Any], None]], timer: Any) -> Callable[[Any],
         for handler in handlers:
             handler(arg)  # each is guarded: a fault never stops the next stage
         timer.observe(time.perf_counter() - start)
+
+    return run
+
+
+def _async_chain(handlers: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """A hook where a stage waits (a name resolution): mitmproxy awaits it, the other
+    connections go on meanwhile. Not timed: the wait is not the add-on's own work."""
+
+    async def run(arg: Any) -> None:
+        for handler in handlers:
+            result = handler(arg)
+            if inspect.isawaitable(result):
+                await result
 
     return run
 
@@ -412,8 +465,10 @@ class AuditProxy:
         self.stages: list[Stage] = [
             Decide(self.runtime, connections),
             Enforce(self.runtime, connections),
+            Gate(self.runtime, connections),
             Notice(self.runtime, connections),
             Record(self.runtime, connections),
+            RecordConnections(self.runtime, connections),
         ]
         self.addons = [self.runtime, Pipeline(self.runtime, self.stages)]
 

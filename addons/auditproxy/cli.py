@@ -72,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
         "pseudonym", help="compute user pseudonyms under a key (for investigators)"
     )
     pseudonym.add_argument("--key", required=True, metavar="FILE", help="the pseudonym key")
+    pseudonym.add_argument(
+        "--address",
+        action="store_true",
+        help="the NAMEs are client addresses (people identified by their address)",
+    )
+    pseudonym.add_argument(
+        "--case",
+        choices=("insensitive", "sensitive"),
+        default="insensitive",
+        help="how the policy compares names (identity: case); default insensitive",
+    )
     pseudonym.add_argument("names", nargs="+", metavar="NAME")
     return parser
 
@@ -138,18 +149,30 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:
-    from auditproxy.decide.identity import Pseudonymizer, load_key
+    from auditproxy.decide.identity import (
+        ADDRESS_PREFIX,
+        Pseudonymizer,
+        canonical_address,
+        load_key,
+    )
+    from auditproxy.decide.names import normalize_name
 
     try:
         pseudonymize = Pseudonymizer(load_key(args.key))
     except ValueError as e:
         print(f"auditproxy pseudonym: {e}", file=sys.stderr)
         return 1
-    for name in args.names:
+    for given in args.names:
+        # Keyed exactly as the proxy keys it: a normalised name, or a typed address.
+        if args.address:
+            name = canonical_address(given.strip())
+            key = ADDRESS_PREFIX + name
+        else:
+            name = key = normalize_name(given.strip(), args.case == "insensitive")
         # The access log's own field names, so an investigator can match records as they are.
         fields = {
             "user.name": name,
-            "user.hash": pseudonymize(name),
+            "user.hash": pseudonymize(key),
             "labels.user_key_id": pseudonymize.key_id,
         }
         print(json.dumps(fields))

@@ -8,7 +8,7 @@ Pure: no mitmproxy imports (the hooks in `addon.py` create it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -41,6 +41,24 @@ class ByteCounter:
 
 
 @dataclass(slots=True)
+class Counts:
+    """Messages and bytes through a connection, each way (the messages are not kept)."""
+
+    messages_from_client: int = 0
+    messages_from_server: int = 0
+    bytes_from_client: int = 0
+    bytes_from_server: int = 0
+
+    def add(self, from_client: bool, size: int) -> None:
+        if from_client:
+            self.messages_from_client += 1
+            self.bytes_from_client += size
+        else:
+            self.messages_from_server += 1
+            self.bytes_from_server += size
+
+
+@dataclass(slots=True)
 class FlowState:
     """One request's way through the pipeline."""
 
@@ -52,6 +70,7 @@ class FlowState:
     notice_shown: Visit | None = None  # notice: it went into this response
     notice_styled: bool = True  # notice: with its styles (False: a CSP forbids them)
     streamed: ByteCounter | None = None  # the body was streamed: its size is counted here
+    traffic: Counts | None = None  # a WebSocket or raw TCP flow: what went through it
     recorded: bool = False  # the recorder wrote its record
 
     def header(self, name: bytes) -> str | None:
@@ -64,9 +83,24 @@ class FlowState:
 class ConnectionState:
     """What the pipeline knows about one client connection across its requests."""
 
-    # Who opened the tunnel (proxy authentication, a front proxy's header on the CONNECT):
-    # the identity of the requests inside it.
+    # The CONNECT that made this connection a tunnel, and who opened it (proxy
+    # authentication, a front proxy's header on the CONNECT): the identity of the
+    # requests inside it, where the front proxy can no longer see.
+    connect_decision: Decision | None = None
     tunnel_user: str | None = None
     tunnel_header: str | None = None
     # The TLS connection's decision at its ClientHello (classified by every name).
     tls_decision: Decision | None = None
+    # Server connections refused before they opened, by the address asked for: why.
+    refused: dict[tuple[str, int], str] = field(default_factory=dict)
+    # Server connections whose address was pinned to the checked IP: their name.
+    pinned: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+    @property
+    def in_tunnel(self) -> bool:
+        return self.connect_decision is not None
+
+    def decision(self) -> Decision | None:
+        """The decision that governs the connection as a whole: its TLS ClientHello's (which
+        saw every name) or else its CONNECT's."""
+        return self.tls_decision or self.connect_decision

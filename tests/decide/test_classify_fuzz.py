@@ -209,7 +209,7 @@ _name = st.one_of(plain_hosts(), st.sampled_from(["", "[", "bank.test", "malware
 @example(["www.facebook.com", "malware.test"])
 @example([None, "online.bank.test", "x.com"])
 def test_the_strictest_name_decides(names: list[str | None]) -> None:
-    shown, match = ENGINE.classify_names(names)
+    shown, match, _ = ENGINE.classify_names(names)
     usable = []
     for name in names:
         try:

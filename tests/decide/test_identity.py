@@ -9,6 +9,7 @@ import pytest
 from auditproxy.decide.identity import (
     AddressSet,
     IdentityResolver,
+    IgnoredHeader,
     Pseudonymizer,
     canonical_address,
     clean_name,
@@ -137,3 +138,47 @@ def test_canonical_address():
     assert canonical_address("::ffff:192.0.2.1") == "192.0.2.1"
     assert canonical_address("2001:DB8::1") == "2001:db8::1"
     assert canonical_address("garbage") == "garbage"
+
+
+# --- identities that cannot be borrowed or confused ---------------------------------------
+
+
+def test_a_user_named_like_an_address_is_not_that_address(resolver):
+    user = resolver.resolve("127.0.0.1", None, "10.1.2.3")
+    address = resolver.resolve(None, None, "127.0.0.1")
+    assert user.name == address.name == "127.0.0.1"
+    assert user.key != address.key  # they key pseudonyms and notices apart
+    pseudonymize = Pseudonymizer(b"k" * 32)
+    assert (
+        user_fields(user, LogAs.PSEUDONYM, pseudonymize)["user.hash"]
+        != user_fields(address, LogAs.PSEUDONYM, pseudonymize)["user.hash"]
+    )
+
+
+def test_names_are_normalised_before_they_key_anything(resolver):
+    assert resolver.resolve("ALICE", None, "10.1.2.3").key == "alice"
+    assert resolver.resolve("\uff41lice", None, "10.1.2.3").key == "alice"  # full-width a
+
+
+def test_case_sensitive_directories_keep_case(small_policy_text):
+    text = small_policy_text.replace("  log_as: name\n", "  log_as: name\n  case: sensitive\n")
+    resolver = IdentityResolver(parse_policy(text).identity)
+    assert resolver.resolve("ALICE", None, "10.1.2.3").name == "ALICE"
+
+
+def test_a_name_mixing_scripts_is_flagged(resolver):
+    lookalike = resolver.resolve("\u0430lice", None, "10.1.2.3")  # Cyrillic a
+    assert lookalike.mixed_scripts == "cyrillic+latin"
+    assert lookalike.key != resolver.resolve("alice", None, "10.1.2.3").key
+    assert resolver.resolve("alice", None, "10.1.2.3").mixed_scripts is None
+
+
+def test_inside_a_tunnel_only_the_connects_header_counts(resolver):
+    inside = resolver.resolve(None, "mallory", "10.9.9.9", inner_header="the.director")
+    assert inside.name == "mallory"
+    assert inside.ignored_header is IgnoredHeader.INSIDE_TUNNEL
+    same = resolver.resolve(None, "mallory", "10.9.9.9", inner_header="mallory")
+    assert same.ignored_header is None
+    no_connect_header = resolver.resolve(None, None, "10.9.9.9", inner_header="the.director")
+    assert no_connect_header.source is IdentitySource.ADDRESS
+    assert no_connect_header.ignored_header is IgnoredHeader.INSIDE_TUNNEL

@@ -251,3 +251,25 @@ def test_a_newline_inside_a_domain_label_is_refused(small_policy_text):
     """Values are stripped, but a label ending in a newline ("a\n.test") is not a name."""
     text = replace(small_policy_text, "bad: [malware.test]", 'bad: ["malware\\n.test"]')
     assert any("not a valid domain" in m for _, m in problems_of(text))
+
+
+# --- destinations, name case ---------------------------------------------------------------
+
+
+def test_destinations_section(small_policy_text):
+    text = small_policy_text + "destinations:\n  allow: [10.20.0.0/16]\n  refuse: [10.20.9.0/24]\n"
+    policy = parse_policy(text)
+    assert [str(n) for n in policy.destinations.allow] == ["10.20.0.0/16"]
+    assert [str(n) for n in policy.destinations.refuse] == ["10.20.9.0/24"]
+    assert parse_policy(small_policy_text).destinations.allow == ()
+
+
+def test_destination_and_case_mistakes_have_lines(small_policy_text):
+    text = small_policy_text.replace("  log_as: name\n", "  log_as: name\n  case: upper\n")
+    text += "destinations:\n  allow: [10.20.0.0/33]\n  deny: [10.0.0.0/8]\n"
+    found = problems_of(text)
+    lines = text.splitlines()
+    messages = {message: lines[line - 1] for line, message in found}
+    assert any("identity: case: unknown value 'upper'" in m for m in messages)
+    assert any("not a valid CIDR" in m and "10.20.0.0/33" in ln for m, ln in messages.items())
+    assert any("unknown key 'deny'" in m and "allow, refuse" in m for m in messages)

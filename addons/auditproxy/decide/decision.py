@@ -8,9 +8,10 @@ of an old one and half of a new one. No mitmproxy imports.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from auditproxy.decide.classify import Classifier, Match, stricter
+from auditproxy.decide.destinations import Destinations
 from auditproxy.decide.identity import (
     AddressSet,
     Identity,
@@ -34,27 +35,47 @@ class Decision:
     sni: str | None
     ruleset: str  # policy name
     version: str  # policy sha256
+    # Where the proxy is asked to connect (CONNECT target, absolute-form or Host), when it
+    # is another name than `host`; the names then disagree, and the stricter rule decided.
+    destination: str | None = None
+    names_differ: bool = False
+    refusal: str | None = None  # why the proxy must not connect there (decide.destinations)
 
     @property
     def action(self) -> Action | None:
-        """The action to enforce; None for a refused client (there is no site to speak of)."""
-        return self.match.action if self.allowed_client else None
+        """The action to enforce; None when refused (a client outside the policy's networks,
+        or a destination the proxy never connects to): there is no site to speak of."""
+        return self.match.action if self.allowed_client and self.refusal is None else None
 
     @property
     def action_label(self) -> str:
-        return "refuse" if not self.allowed_client else self.match.action.value
+        return "refuse" if self.action is None else self.match.action.value
+
+    def refused(self, reason: str) -> Decision:
+        """The same decision, for a destination found forbidden after resolution."""
+        return replace(self, refusal=reason)
 
 
 class Engine:
     """A policy with its indexes, and the proxy's secret (the pseudonym key file)."""
 
-    __slots__ = ("classifier", "clients", "identity", "log_as", "policy", "pseudonymize", "secret")
+    __slots__ = (
+        "classifier",
+        "clients",
+        "destinations",
+        "identity",
+        "log_as",
+        "policy",
+        "pseudonymize",
+        "secret",
+    )
 
     def __init__(self, policy: Policy, secret: bytes) -> None:
         self.policy = policy
         self.secret = secret
         self.classifier = Classifier(policy)
         self.clients = AddressSet(policy.clients)
+        self.destinations = Destinations(policy.destinations)
         self.identity = IdentityResolver(policy.identity)
         self.log_as = policy.identity.log_as
         self.pseudonymize = Pseudonymizer(secret) if self.log_as is LogAs.PSEUDONYM else None
@@ -63,13 +84,15 @@ class Engine:
     def identity_header(self) -> str | None:
         return self.identity.header
 
-    def classify_names(self, names: Iterable[str | None]) -> tuple[str, Match]:
+    def classify_names(self, names: Iterable[str | None]) -> tuple[str, Match, bool]:
         """The stricter match over every name a connection goes by (Host, SNI, CONNECT).
 
-        Returns the first usable name (the one the record shows) and the match.
+        Returns the first usable name (the one the record shows), the match, and whether
+        the names are not all the same host.
         """
         first: str | None = None
         best: Match | None = None
+        differ = False
         for name in names:
             if not name:
                 continue
@@ -81,10 +104,11 @@ class Engine:
             if first is None:
                 first, best = host, match
             else:
+                differ = differ or host != first
                 best = stricter(best, match)  # type: ignore[arg-type]
         if first is None or best is None:
-            return "", Match.default(self.policy.default_action)
-        return first, best
+            return "", Match.default(self.policy.default_action), False
+        return first, best, differ
 
     def decide(
         self,
@@ -95,9 +119,16 @@ class Engine:
         client_address: str,
         proxyauth_user: str | None = None,
         header_value: str | None = None,
+        inner_header: str | None = None,
+        connect_to: str | None = None,
     ) -> Decision:
-        name, match = self.classify_names((host, sni, *other_names))
-        identity = self.identity.resolve(proxyauth_user, header_value, client_address)
+        """`connect_to`: where the proxy would connect (the CONNECT target, the request's
+        absolute-form host), one of the names if it differs from `host`."""
+        name, match, differ = self.classify_names((host, sni, *other_names, connect_to))
+        identity = self.identity.resolve(
+            proxyauth_user, header_value, client_address, inner_header=inner_header
+        )
+        destination = _normalized(connect_to)
         return Decision(
             match=match,
             identity=identity,
@@ -107,4 +138,16 @@ class Engine:
             sni=sni or None,
             ruleset=self.policy.name,
             version=self.policy.sha256,
+            destination=destination if destination != name else None,
+            names_differ=differ,
+            refusal=self.destinations.refusal_for_name(destination),
         )
+
+
+def _normalized(host: str | None) -> str | None:
+    if not host:
+        return None
+    try:
+        return normalize_host(host)
+    except ValueError:
+        return None

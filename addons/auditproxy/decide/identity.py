@@ -16,23 +16,47 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
-from auditproxy.policy.model import IdentitySettings, IdentitySource, IPNetwork, LogAs
+from auditproxy.decide.names import mixed_scripts, normalize_name
+from auditproxy.policy.model import IdentitySettings, IdentitySource, IPNetwork, LogAs, NameCase
 
 MAX_NAME_LENGTH = 256
+ADDRESS_PREFIX = "address:"  # an address identity's key: never equal to a user's name
 # Per-request lookups are cached: a department has far fewer people and addresses than
 # requests. Bounded, so a flood of new names or addresses cannot grow memory.
 _CACHE_LIMIT = 65536
 
 
+class IgnoredHeader(StrEnum):
+    """Why a front proxy's identity header was ignored (`labels.identity_header`)."""
+
+    UNTRUSTED_CLIENT = "ignored-untrusted-client"  # not from a trusted front proxy
+    INSIDE_TUNNEL = "ignored-inside-tunnel"  # inside a TLS tunnel the front proxy cannot see
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
+    """Who is asking. A user's `name` is normalised (`decide.names`); an address is an
+    identity of another type, so a user named `10.1.2.3` is never the client at 10.1.2.3."""
+
     name: str  # user name, or the client address when nobody authenticated
     source: IdentitySource
-    # The identity header arrived from a client that is not a trusted front proxy: it was
-    # ignored (and stripped), and the attempt is worth a line in the log.
-    untrusted_header: bool = False
+    # The identity header was ignored (and stripped): worth a line in the log.
+    ignored_header: IgnoredHeader | None = None
+    mixed_scripts: str | None = None  # e.g. "cyrillic+latin": a look-alike name, flagged
+
+    @property
+    def key(self) -> str:
+        """What keys the pseudonym, the notice and the daily count: typed by source."""
+        if self.source is IdentitySource.ADDRESS:
+            return ADDRESS_PREFIX + self.name
+        return self.name
+
+    @property
+    def untrusted_header(self) -> bool:
+        return self.ignored_header is not None
 
 
 class AddressSet:
@@ -88,32 +112,48 @@ class IdentityResolver:
         self.header = settings.header
         self._trusted = AddressSet(settings.trusted_proxies)
         self._sources = settings.sources
+        self._fold_case = settings.case is NameCase.INSENSITIVE
 
     def resolve(
-        self, proxyauth_user: str | None, header_value: str | None, client_address: str
+        self,
+        proxyauth_user: str | None,
+        header_value: str | None,
+        client_address: str,
+        *,
+        inner_header: str | None = None,
     ) -> Identity:
+        """`header_value`: the front proxy's header where that proxy could see it (a plain
+        request, or the CONNECT that opened this tunnel); `inner_header`: one sent inside a
+        decrypted tunnel, which the front proxy never saw: never trusted, noted if it
+        names someone else."""
         # Noted whichever source wins: a client that sends the front proxy's header
         # itself is worth a line in the log even when it also authenticated.
-        untrusted = (
-            header_value is not None
-            and IdentitySource.HEADER in self._sources
-            and client_address not in self._trusted
-        )
+        ignored = None
+        if IdentitySource.HEADER in self._sources:
+            if header_value is not None and client_address not in self._trusted:
+                ignored, header_value = IgnoredHeader.UNTRUSTED_CLIENT, None
+            elif inner_header is not None and inner_header != header_value:
+                ignored = IgnoredHeader.INSIDE_TUNNEL
         for source in self._sources:
             if source is IdentitySource.PROXY_AUTH:
-                name = clean_name(proxyauth_user)
+                name = self._name(proxyauth_user)
                 if name is not None:
-                    return Identity(name, source, untrusted)
+                    return Identity(name, source, ignored, mixed_scripts(name))
             elif source is IdentitySource.HEADER:
-                if header_value is None or untrusted:
-                    continue
-                name = clean_name(header_value)
+                name = self._name(header_value)
                 if name is not None:
-                    return Identity(name, source)
+                    return Identity(name, source, ignored, mixed_scripts(name))
             else:
-                return Identity(canonical_address(client_address), source, untrusted)
+                return Identity(canonical_address(client_address), source, ignored)
         # No source matched (e.g. only proxy_auth configured and none given).
-        return Identity(canonical_address(client_address), IdentitySource.ADDRESS, untrusted)
+        return Identity(canonical_address(client_address), IdentitySource.ADDRESS, ignored)
+
+    def _name(self, value: str | None) -> str | None:
+        """Normalised first (NFKC can turn one character into a space and a mark), then
+        checked for what the log accepts."""
+        if value is None or len(value) > 4 * MAX_NAME_LENGTH:
+            return None
+        return clean_name(normalize_name(value, self._fold_case))
 
 
 class Pseudonymizer:
@@ -144,7 +184,7 @@ def user_fields(identity: Identity, log_as: LogAs, pseudonymize: Pseudonymizer |
     """The access log's user fields for one identity."""
     if log_as is LogAs.NAME or pseudonymize is None:
         return {"user.name": identity.name}
-    return {"user.hash": pseudonymize(identity.name), "labels.user_key_id": pseudonymize.key_id}
+    return {"user.hash": pseudonymize(identity.key), "labels.user_key_id": pseudonymize.key_id}
 
 
 # ---------------------------------------------------------------------------------------

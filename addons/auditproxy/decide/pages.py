@@ -1,4 +1,4 @@
-"""Pages the proxy answers with itself: a blocked site, a refused client. Pure.
+"""Pages the proxy answers with itself: a blocked site, a refused client or destination.
 
 Bilingual like the notice (the policy's languages; wording for English and French is
 built in, other languages fall back to English). Pure ASCII with character references,
@@ -20,6 +20,12 @@ _WORDING = {
             "Your computer's address is not one the {policy} allows to use this proxy. "
             "Contact your IT service desk if you think this is a mistake."
         ),
+        "destination_title": "The proxy does not connect there",
+        "destination_body": (
+            "{site} is an address this proxy never connects to for you (its own host, "
+            "a loopback or link-local address, or one the {policy} excludes). Nothing was "
+            "sent there."
+        ),
         "invalid_title": "This link is not valid",
         "invalid_body": (
             "This acknowledgement link was made for someone else, or it was changed. "
@@ -35,6 +41,12 @@ _WORDING = {
             "L'adresse de votre ordinateur ne fait pas partie de celles que la {policy} "
             "autorise \u00e0 utiliser ce serveur mandataire. Communiquez avec le centre de "
             "services de TI si vous croyez qu'il s'agit d'une erreur."
+        ),
+        "destination_title": "Le serveur mandataire ne se connecte pas \u00e0 cette adresse",
+        "destination_body": (
+            "{site} est une adresse \u00e0 laquelle ce serveur mandataire ne se connecte "
+            "jamais pour vous (son propre h\u00f4te, une adresse de bouclage ou locale au "
+            "lien, ou une adresse que la {policy} exclut). Rien n'y a \u00e9t\u00e9 envoy\u00e9."
         ),
         "invalid_title": "Ce lien n'est pas valide",
         "invalid_body": (
@@ -99,6 +111,10 @@ def blocked_page(policy: Policy, site: str) -> bytes:
 
 def refused_page(policy: Policy) -> bytes:
     return _page(policy, "refused", "")
+
+
+def refused_destination_page(policy: Policy, destination: str) -> bytes:
+    return _page(policy, "destination", destination)
 
 
 def invalid_link_page(policy: Policy) -> bytes:

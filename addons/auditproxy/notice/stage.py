@@ -92,7 +92,7 @@ class NoticeStage:
         assert self.keys is not None and self.calendar is not None
         return Visit(
             self.calendar.today(),
-            self.keys.user(decision.identity.name),
+            self.keys.user(decision.identity.key),
             scope_of(decision, engine.policy.notice.scope),
         )
 

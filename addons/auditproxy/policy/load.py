@@ -116,6 +116,7 @@ _TOP_KEYS = (
     "clients",
     "identity",
     "logging",
+    "destinations",
 )
 _CATEGORY_KEYS = ("action", "description", "notice", "sites")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
@@ -147,8 +148,10 @@ class PolicyBuilder(SettingsReader):
         clients = self.clients(top.get("clients"))
         identity = self.identity(top.get("identity"))
         logging = self.logging(top.get("logging"))
+        destinations = self.destinations(top.get("destinations"))
 
-        if self.problems or None in (name, url, timezone, notice, clients, identity, logging):
+        parts = (name, url, timezone, notice, clients, identity, logging, destinations)
+        if self.problems or None in parts:
             return None
         return Policy(
             name=name,
@@ -160,6 +163,7 @@ class PolicyBuilder(SettingsReader):
             clients=clients,
             identity=identity,
             logging=logging,
+            destinations=destinations,
         )
 
     def timezone(self, node: yaml.Node) -> ZoneInfo | None:

@@ -46,6 +46,13 @@ class LogAs(StrEnum):
     PSEUDONYM = "pseudonym"  # user.hash = HMAC-SHA256(key, name), with the key's id
 
 
+class NameCase(StrEnum):
+    """How user names compare: as the directory does (Active Directory ignores case)."""
+
+    INSENSITIVE = "insensitive"  # `Alice` and `alice` are one person (logged lower-cased)
+    SENSITIVE = "sensitive"
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     name: str
@@ -99,6 +106,16 @@ class IdentitySettings:
     header: str | None
     trusted_proxies: tuple[IPNetwork, ...]
     log_as: LogAs
+    case: NameCase = NameCase.INSENSITIVE
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationSettings:
+    """Where clients may make the proxy connect, beyond its built-in refusals (loopback,
+    link-local and cloud metadata, unspecified, multicast, the proxy's own addresses)."""
+
+    allow: tuple[IPNetwork, ...] = ()  # exceptions to the built-in refusals
+    refuse: tuple[IPNetwork, ...] = ()  # refused too, whatever else says
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +135,7 @@ class Policy:
     clients: tuple[IPNetwork, ...]
     identity: IdentitySettings
     logging: LoggingSettings
+    destinations: DestinationSettings = field(default_factory=DestinationSettings)
     sha256: str = ""
     source: str = ""
     sites: tuple[Site, ...] = field(default=(), compare=False)

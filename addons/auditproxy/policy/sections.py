@@ -14,11 +14,13 @@ import yaml
 
 from auditproxy.policy.model import (
     BannerText,
+    DestinationSettings,
     IdentitySettings,
     IdentitySource,
     IPNetwork,
     LogAs,
     LoggingSettings,
+    NameCase,
     NoticeScope,
     NoticeSettings,
 )
@@ -37,7 +39,8 @@ _TEXT_KEYS = (
 )
 _OPTIONAL_TEXT_KEYS = ("policy_url",)
 _CLIENT_KEYS = ("allow",)
-_IDENTITY_KEYS = ("sources", "header", "trusted_proxies", "log_as")
+_IDENTITY_KEYS = ("sources", "header", "trusted_proxies", "log_as", "case")
+_DESTINATION_KEYS = ("allow", "refuse")
 _LOGGING_KEYS = ("source_ip", "url_path")
 _DEFAULT_CLIENTS = ("127.0.0.0/8", "::1/128")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
@@ -164,6 +167,9 @@ class SettingsReader(NodeReader):
         log_as = self.optional(
             items, "log_as", lambda n: self.choice(n, "identity: log_as", LogAs), LogAs.PSEUDONYM
         )
+        case = self.optional(
+            items, "case", lambda n: self.choice(n, "identity: case", NameCase), default.case
+        )
         if IdentitySource.HEADER in sources:
             if header is None:
                 self.problem(node, "identity: source 'header' needs 'header' (its name)")
@@ -173,7 +179,7 @@ class SettingsReader(NodeReader):
                     "identity: source 'header' needs 'trusted_proxies' "
                     "(the header is accepted only from them)",
                 )
-        return IdentitySettings(tuple(sources), header, tuple(trusted), log_as)
+        return IdentitySettings(tuple(sources), header, tuple(trusted), log_as, case)
 
     def identity_sources(self, node: yaml.Node) -> tuple[IdentitySource, ...] | None:
         items = self.sequence(node, "identity: sources")
@@ -198,6 +204,18 @@ class SettingsReader(NodeReader):
             self.problem(node, f"identity: {value!r} is not a valid HTTP header name")
             return None
         return value
+
+    def destinations(self, pair: tuple[yaml.Node, yaml.Node] | None) -> DestinationSettings | None:
+        if pair is None:
+            return DestinationSettings()
+        items = self.mapping(pair[1], "destinations", _DESTINATION_KEYS)
+        if items is None:
+            return None
+        allow = self.optional(items, "allow", lambda n: self.networks(n, "destinations: allow"), ())
+        refuse = self.optional(
+            items, "refuse", lambda n: self.networks(n, "destinations: refuse"), ()
+        )
+        return DestinationSettings(tuple(allow), tuple(refuse))
 
     def logging(self, pair: tuple[yaml.Node, yaml.Node] | None) -> LoggingSettings | None:
         if pair is None:

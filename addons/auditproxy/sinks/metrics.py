@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 from auditproxy import __version__
+from auditproxy.decide.destinations import REASONS as DESTINATION_REASONS
 from auditproxy.policy.days import Calendar
 
 # `*_created` series double every counter's cardinality and no dashboard reads them.
@@ -46,6 +47,7 @@ STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none")
 ERROR_STAGES = (  # the add-on's stages and upkeep tasks that can fault
     "classify",
     "enforce",
+    "connection",
     "log",
     "metrics",
     "notice",
@@ -54,6 +56,10 @@ ERROR_STAGES = (  # the add-on's stages and upkeep tasks that can fault
     "reload",
 )
 STATE_BACKENDS = ("sqlite", "redis", "memory")
+REFUSAL_REASONS = (
+    "client",
+    *(f"destination-{reason}" for reason in DESTINATION_REASONS),
+)
 
 
 def status_class(status: int | None) -> str:
@@ -118,6 +124,34 @@ class Metrics:
             ["category", "action"],
             registry=r,
         )
+        self.connections = Counter(
+            "auditproxy_connections",
+            "Connections that are not one HTTP request, at their end (raw TCP inside a "
+            "tunnel, WebSocket), by kind, category, action and outcome.",
+            ["kind", "category", "action", "outcome"],
+            registry=r,
+        )
+        self.tls_failures = Counter(
+            "auditproxy_tls_failures",
+            "TLS handshakes that failed, by category, side (client: e.g. it does not trust "
+            "the proxy's CA; server) and reason.",
+            ["category", "side", "reason"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "auditproxy_refusals",
+            "Requests and connections the proxy refused, by reason (a client outside the "
+            "policy's networks, a forbidden destination, a limit).",
+            ["reason"],
+            registry=r,
+        )
+        self.connect_failures = Counter(
+            "auditproxy_connect_failures",
+            "Tunnels whose server connection could not be made (closed port, unknown host), "
+            "by category.",
+            ["category"],
+            registry=r,
+        )
         self.errors = Counter(
             "auditproxy_errors",
             "Faults inside the add-on, by pipeline stage. Traffic went on unchanged (fail open).",
@@ -173,6 +207,8 @@ class Metrics:
             self.policy_reloads.labels(result)
         for stage in ERROR_STAGES:
             self.errors.labels(stage)
+        for reason in REFUSAL_REASONS:
+            self.refusals.labels(reason)
         for backend in STATE_BACKENDS:
             self.state_backend.labels(backend)
         self._policy_labels: tuple[str, str] | None = None

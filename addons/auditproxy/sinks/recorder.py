@@ -11,10 +11,18 @@ import logging
 import time
 
 from auditproxy.decide.decision import Decision
-from auditproxy.flowstate import Answered, FlowState
+from auditproxy.flowstate import Answered, Counts, FlowState
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.policy.model import Action
 from auditproxy.sinks.accesslog import AccessLog
+from auditproxy.sinks.connections import (
+    Traffic,
+    connect_failure_event,
+    tcp_event,
+    tls_failure_event,
+    tls_failure_reason,
+    websocket_event,
+)
 from auditproxy.sinks.metrics import DailyUsers, Metrics, status_class
 from auditproxy.sinks.records import Exchange, access_event, notice_event, tunnel_event
 
@@ -54,7 +62,12 @@ class Recorder:
         if state.acknowledged_scope is not None:
             m.notices.labels(match.category, match.site, "acknowledged").inc()
             self.emit(notice_event(decision, "notice-acknowledged", state.acknowledged_scope))
+        elif decision.refusal is not None:
+            m.refusals.labels(f"destination-{decision.refusal}").inc()
+            self.emit(access_event(decision, exchange, "refused"))
         else:
+            if not decision.allowed_client:
+                m.refusals.labels("client").inc()
             blocked = state.answered in (Answered.BLOCKED, Answered.REFUSED)
             self.emit(access_event(decision, exchange, "blocked" if blocked else "access"))
         m.requests.labels(
@@ -68,7 +81,7 @@ class Recorder:
         if (
             users is not None
             and decision.allowed_client
-            and users.add(match.category, decision.identity.name)
+            and users.add(match.category, decision.identity.key)
         ):
             m.daily_users.labels(match.category).set(users.count(match.category))
 
@@ -83,6 +96,42 @@ class Recorder:
         self.metrics.tunnels.labels(decision.match.category, decision.action_label).inc()
         if decision.action is Action.BYPASS:
             self.emit(tunnel_event(decision, port, client_address))
+
+    # ------------------------------------------------------------------ connections
+
+    def connection(self, kind: str, decision: Decision, traffic: Traffic, counts: Counts) -> None:
+        """A raw TCP or WebSocket connection, at its end (`kind`: tcp, websocket)."""
+        outcome = "failure" if traffic.error else "success"
+        m = self.metrics
+        m.connections.labels(kind, decision.match.category, decision.action_label, outcome).inc()
+        if kind == "websocket":
+            fields = websocket_event(
+                decision, traffic, counts.messages_from_client, counts.messages_from_server
+            )
+        else:
+            fields = tcp_event(decision, traffic)
+        self.emit(fields)
+
+    def connection_refused(self, decision: Decision, traffic: Traffic) -> None:
+        """A raw TCP connection the proxy refused to open (blocked site or destination)."""
+        m = self.metrics
+        m.connections.labels("tcp", decision.match.category, decision.action_label, "failure").inc()
+        if decision.refusal is not None:
+            m.refusals.labels(f"destination-{decision.refusal}").inc()
+        self.emit(tcp_event(decision, traffic, refused=True))
+
+    def tls_failure(
+        self, decision: Decision, port: int, client_address: str, side: str, message: str
+    ) -> None:
+        reason = tls_failure_reason(side, message)
+        self.metrics.tls_failures.labels(decision.match.category, side, reason).inc()
+        self.emit(tls_failure_event(decision, port, client_address, side, reason, message))
+
+    def connect_failure(
+        self, decision: Decision, port: int, client_address: str, error: str
+    ) -> None:
+        self.metrics.connect_failures.labels(decision.match.category).inc()
+        self.emit(connect_failure_event(decision, port, client_address, error))
 
     # ------------------------------------------------------------------ faults
 

@@ -58,6 +58,21 @@ ALLOWED_FIELDS = frozenset(
         "observer.vendor",
         "observer.version",
         "observer.hostname",
+        # Where the proxy connected, and connection-level records (sinks.connections).
+        "destination.domain",
+        "destination.ip",
+        "destination.port",
+        "destination.bytes",
+        "source.bytes",
+        "network.transport",
+        "network.protocol",
+        "labels.refusal",
+        "labels.names_differ",
+        "labels.identity_scripts",
+        "labels.tls_side",
+        "labels.connection_end",
+        "labels.websocket_messages_client",
+        "labels.websocket_messages_server",
     }
 )
 
@@ -85,9 +100,10 @@ class Exchange:
     duration_ns: int | None
     client_address: str
     error: str | None = None
+    destination: tuple[str, int] | None = None  # where the proxy connected (ip, port)
 
 
-def _rule_fields(decision: Decision) -> dict[str, Any]:
+def rule_fields(decision: Decision) -> dict[str, Any]:
     match = decision.match
     fields: dict[str, Any] = {
         "rule.ruleset": decision.ruleset,
@@ -100,19 +116,43 @@ def _rule_fields(decision: Decision) -> dict[str, Any]:
         "labels.identity_source": decision.identity.source.value,
     }
     fields.update(decision.user)
-    if decision.identity.untrusted_header:
-        # Someone sent the front proxy's identity header straight to us: ignored, noted.
-        fields["labels.identity_header"] = "ignored-untrusted-client"
+    identity = decision.identity
+    if identity.ignored_header is not None:
+        # The front proxy's identity header came from where that proxy could not have
+        # put it (straight from a client, or inside a tunnel): ignored, noted.
+        fields["labels.identity_header"] = identity.ignored_header.value
+    if identity.mixed_scripts is not None:
+        fields["labels.identity_scripts"] = identity.mixed_scripts  # a look-alike name
     if decision.sni:
         fields["tls.client.server_name"] = decision.sni.lower()
+    if decision.destination is not None:
+        fields["destination.domain"] = decision.destination
+    if decision.names_differ:
+        fields["labels.names_differ"] = "true"  # classified by the strictest name
     return fields
+
+
+def destination_fields(destination: tuple[str, int] | None) -> dict[str, Any]:
+    """`destination.ip` and `.port`: where the proxy actually connected."""
+    if destination is None:
+        return {}
+    return {"destination.ip": destination[0], "destination.port": destination[1]}
+
+
+def refusal_fields(decision: Decision) -> dict[str, Any]:
+    """A refused destination's reason, for the record."""
+    return {
+        "labels.refusal": f"destination-{decision.refusal}",
+        "event.reason": f"destination refused: {decision.refusal} "
+        f"({decision.destination or decision.host})",
+    }
 
 
 def access_event(decision: Decision, exchange: Exchange, action: str = "access") -> dict:
     """An `access` (or `blocked`) record for one HTTP request."""
-    fields = _rule_fields(decision)
+    fields = rule_fields(decision)
     status = exchange.status
-    if exchange.error is not None or status is None or action == "blocked":
+    if exchange.error is not None or status is None or action in ("blocked", "refused"):
         outcome = "failure"
     else:
         outcome = "success" if status < 400 else "failure"
@@ -139,7 +179,11 @@ def access_event(decision: Decision, exchange: Exchange, action: str = "access")
         fields["event.duration"] = exchange.duration_ns
     if exchange.error:
         fields["error.message"] = exchange.error
-    if action == "blocked":
+    fields.update(destination_fields(exchange.destination))
+    if action == "refused":
+        fields["event.type"] = ["denied"]
+        fields.update(refusal_fields(decision))
+    elif action == "blocked":
         fields["event.reason"] = (
             "client address outside the policy's allowed networks"
             if not decision.allowed_client
@@ -150,7 +194,7 @@ def access_event(decision: Decision, exchange: Exchange, action: str = "access")
 
 def tunnel_event(decision: Decision, port: int, client_address: str) -> dict:
     """A `tunnel` record: a TLS connection passed through undecrypted (host and port only)."""
-    fields = _rule_fields(decision)
+    fields = rule_fields(decision)
     fields.update(
         {
             "event.action": "tunnel",
@@ -167,7 +211,7 @@ def tunnel_event(decision: Decision, port: int, client_address: str) -> dict:
 
 def notice_event(decision: Decision, action: str, scope: str) -> dict:
     """A `notice-shown` or `notice-acknowledged` record."""
-    fields = _rule_fields(decision)
+    fields = rule_fields(decision)
     fields.update(
         {
             "event.action": action,
