@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from support import ProxyClient
+from support.paths import FIXTURES
 from support.proxy import AuditProxyProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -156,6 +157,9 @@ def test_a_day_of_two_instances_verifies_and_every_change_fails_at_its_line(day,
     )
     files = a.files() + b.files()
     assert sum(f.suffix == ".gz" for f in files) == 3
+    ecs = json.loads((FIXTURES / "ecs" / "ecs_flat.json").read_text())["fields"]
+    for record in records_a + records_b:  # what the real proxy wrote: ECS names or labels
+        assert {n for n in record if not n.startswith("labels.")} <= set(ecs), record
 
     status, report, human = verify_log(key, list(reversed(files)))
     assert status == 0, human
