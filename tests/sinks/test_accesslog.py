@@ -315,3 +315,12 @@ def test_sink_failure_is_reported_once_per_fault():
     for _ in range(3):
         sink.write("x")
     assert len(faults) == 1 and "No space left on device" in faults[0]
+
+
+def test_a_record_that_fails_to_render_is_still_counted(tmp_path):
+    """Every record is counted once, written or dropped, even when a processor fails."""
+    outcomes = Outcomes()
+    log = AccessLog(LogSink(str(tmp_path / "access.log"), outcomes), OPEN)
+    with pytest.raises(AttributeError):
+        log.emit({"event.action": "access", "url.path": 42})  # a bug upstream
+    assert outcomes == ["dropped"]

@@ -523,3 +523,13 @@ def test_a_declaration_right_after_its_gap_verifies_by_the_hash_it_names(tmp_pat
     log.write_bytes(b"".join(out) + wrong.encode() + b"\n")
     kinds = [p.kind for p in verify_files([str(log)], [KEY]).problems]
     assert kinds == ["edited", "deleted"]  # an edited declaration excuses nothing
+
+
+def test_the_position_of_a_dropped_line_is_read_without_json_and_cannot_be_faked():
+    from auditproxy.sinks.seal import sealed_position
+
+    chain = LogChain(KEY)
+    bait = ',"event.sequence":99,"labels.log_chain":"' + "f" * 16 + '"'
+    line = chain(None, "info", json.dumps({"url.path": bait}, separators=(",", ":")))
+    assert sealed_position(line.encode()) == (chain.chain, 1)
+    assert sealed_position(b'{"a":1}') is None

@@ -121,4 +121,8 @@ class AccessLog:
         return AccessLog(self.sink, settings, self.chain)
 
     def emit(self, fields: dict) -> None:
-        self._log.info(fields["event.action"], **fields)
+        try:
+            self._log.info(fields["event.action"], **fields)
+        except Exception:
+            self.sink.lost()  # a processor failed: still counted once (then a fault)
+            raise

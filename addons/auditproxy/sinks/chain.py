@@ -32,6 +32,7 @@ from auditproxy.sinks.seal import (
     Start,
     parse_dropped,
     parse_sealed,
+    sealed_position,
 )
 
 logger = logging.getLogger(__name__)
@@ -231,14 +232,15 @@ class LogChain:
         """The sink could not write this sealed line and gave up on it: remember its
         sequence (and, for a `log-dropped` record, the range it declared) for the next
         `log-dropped` record."""
-        found = parse_sealed(line.rstrip(b"\n"))
-        if found is None:
-            return
-        cursor, _, record = found
-        declared = parse_dropped(record.get(DROPPED))
-        if declared is not None:
-            self._note_dropped(*declared)
-        self._note_dropped(cursor.chain, cursor.sequence, cursor.sequence)
+        line = line.strip(b"\n")
+        if b'"labels.log_dropped":' in line:  # rare: read it whole
+            found = parse_sealed(line)
+            declared = parse_dropped(found[2].get(DROPPED)) if found is not None else None
+            if declared is not None:
+                self._note_dropped(*declared)
+        position = sealed_position(line)  # every record dropped on a full disk: no JSON
+        if position is not None:
+            self._note_dropped(position[0], position[1], position[1])
 
     def _note_dropped(self, chain: str, first: int, last: int) -> None:
         ranges = self._dropped

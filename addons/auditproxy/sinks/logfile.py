@@ -159,6 +159,10 @@ class LogSink:
     # structlog's logger interface: the bound logger hands the rendered line to `info`.
     info = write
 
+    def lost(self) -> None:
+        """A record that never reached the sink (its rendering failed): counted dropped."""
+        self._on_outcome("dropped")
+
     def _write(self, data: bytes) -> None:
         if self._fd is None:
             self._open()

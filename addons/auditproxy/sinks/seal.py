@@ -128,6 +128,17 @@ def parse_sealed(line: bytes) -> tuple[Cursor, bytes, dict[str, Any]] | None:
     return cursor, sealed[0], record
 
 
+_POSITION = re.compile(rb',"event\.sequence":([1-9][0-9]*),"labels\.log_chain":"([0-9a-f]{16})"')
+
+
+def sealed_position(line: bytes) -> tuple[str, int] | None:
+    """(chain, sequence) of a line this proxy sealed, without parsing its JSON: our members
+    follow the last `,"event.sequence":` (in a string that text is escaped: \\")."""
+    at = line.rfind(b',"event.sequence":')
+    match = _POSITION.match(line, at) if at >= 0 else None
+    return (match[2].decode("ascii"), int(match[1])) if match is not None else None
+
+
 def parse_dropped(value: object) -> tuple[str, int, int] | None:
     """`labels.log_dropped` ("ID:FIRST-LAST") -> (chain, first, last), or None."""
     match = DROPPED_RANGE.fullmatch(value) if isinstance(value, str) else None
