@@ -373,3 +373,19 @@ async def test_sighup_rereads_policy_and_key_even_if_unchanged(harness, tmp_path
     harness.addon.runtime._on_sighup()
     await settle(harness.addon)
     assert harness.addon.engine.pseudonymize.key_id != before
+
+
+def test_response_head_size_is_what_mitmproxy_writes_in_http1():
+    """HTTP/1: the status line and headers as sent. HTTP/2 (headers compressed on the
+    wire): the same head in the HTTP/1.1 form mitmproxy would write (README)."""
+    from auditproxy.addon import head_size
+
+    request = tutils.treq()
+    response = tutils.tresp(reason=b"Fine")
+    assert head_size(request, response) == len(assemble_response_head(response))
+    h2 = tutils.tresp(http_version=b"HTTP/2.0", reason=b"")
+    as_http1 = h2.copy()
+    as_http1.http_version, as_http1.reason = "HTTP/1.1", "OK"
+    assert head_size(tutils.treq(http_version=b"HTTP/2.0"), h2) == len(
+        assemble_response_head(as_http1)
+    )
