@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from mitmproxy import exceptions, http
+from mitmproxy.net.http.http1.assemble import assemble_response_head
 from mitmproxy.options import Options
 from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons, tflow, tutils
@@ -86,7 +87,9 @@ def test_monitored_request_one_record_and_metrics(harness):
     assert record["labels.site"] == "facebook"
     assert record["url.path"] == "/feed"
     assert record["http.response.status_code"] == 200
-    assert record["http.response.bytes"] == len(b"<html>ok</html>")
+    assert record["http.response.body.bytes"] == len(b"<html>ok</html>")
+    head = len(assemble_response_head(f.response))  # what mitmproxy writes to HTTP/1 clients
+    assert record["http.response.bytes"] == head + len(b"<html>ok</html>")
     assert "SECRET" not in harness.log_path.read_text()
     assert (
         sample(
@@ -208,7 +211,9 @@ def test_streamed_response_bytes_are_counted(harness):
     for chunk in (b"a" * 1000, b"b" * 500, b""):
         assert f.response.stream(chunk) == chunk
     harness.hooks.response(f)
-    assert harness.records()[0]["http.response.bytes"] == 1500
+    record = harness.records()[0]
+    assert record["http.response.body.bytes"] == 1500
+    assert record["http.response.bytes"] == len(assemble_response_head(f.response)) + 1500
 
 
 # --- tunnels ----------------------------------------------------------------------------
@@ -368,3 +373,19 @@ async def test_sighup_rereads_policy_and_key_even_if_unchanged(harness, tmp_path
     harness.addon.runtime._on_sighup()
     await settle(harness.addon)
     assert harness.addon.engine.pseudonymize.key_id != before
+
+
+def test_response_head_size_is_what_mitmproxy_writes_in_http1():
+    """HTTP/1: the status line and headers as sent. HTTP/2 (headers compressed on the
+    wire): the same head in the HTTP/1.1 form mitmproxy would write (README)."""
+    from auditproxy.addon import head_size
+
+    request = tutils.treq()
+    response = tutils.tresp(reason=b"Fine")
+    assert head_size(request, response) == len(assemble_response_head(response))
+    h2 = tutils.tresp(http_version=b"HTTP/2.0", reason=b"")
+    as_http1 = h2.copy()
+    as_http1.http_version, as_http1.reason = "HTTP/1.1", "OK"
+    assert head_size(tutils.treq(http_version=b"HTTP/2.0"), h2) == len(
+        assemble_response_head(as_http1)
+    )

@@ -24,6 +24,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from mitmproxy import connection, ctx, http, tls
+from mitmproxy.net.http.status_codes import RESPONSES
 
 from auditproxy.addon_connections import Gate, RecordConnections
 from auditproxy.decide import pages
@@ -386,6 +387,7 @@ def exchange(flow: http.HTTPFlow, state: FlowState) -> Exchange:
         http_version=request.http_version.removeprefix("HTTP/"),
         status=response.status_code if response is not None else None,
         response_bytes=size,
+        response_head_bytes=head_size(request, response) if response is not None else None,
         duration_ns=duration,
         client_address=canonical_address(flow.client_conn.peername[0]),
         error=_safe_error(flow.error.msg) if flow.error else None,
@@ -397,6 +399,20 @@ def upstream_credentials() -> str | None:
     """The `Proxy-Authorization` value mitmproxy sends a parent proxy (upstream_auth)."""
     auth = ctx.options.upstream_auth
     return "Basic " + base64.b64encode(auth.encode()).decode() if auth else None
+
+
+def head_size(request: http.Request, response: http.Response) -> int:
+    """The response's status line and headers in bytes, as mitmproxy writes them for an
+    HTTP/1 client (CRLFs included). HTTP/2 and HTTP/3 heads are counted in that same
+    HTTP/1.1 form: their compressed (HPACK/QPACK) size is not known to add-ons."""
+    data = response.data
+    version, reason = data.http_version, data.reason
+    if request.is_http2 or request.is_http3 or response.is_http2 or response.is_http3:
+        version, reason = b"HTTP/1.1", RESPONSES.get(response.status_code, "").encode()
+    size = len(version) + len(reason) + len(str(response.status_code)) + 6  # 2 SP, 2 CRLF
+    for name, value in data.headers.fields:
+        size += len(name) + len(value) + 4  # ": " and CRLF
+    return size
 
 
 def _safe_error(message: str) -> str:

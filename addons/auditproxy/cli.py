@@ -1,9 +1,10 @@
-"""The `auditproxy` command: run | check | classify | pseudonym."""
+"""The `auditproxy` command: run | check | classify | pseudonym | verify-log."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,14 +85,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the policy compares names (identity: case); default insensitive",
     )
     pseudonym.add_argument("names", nargs="+", metavar="NAME")
+
+    verify = sub.add_parser(
+        "verify-log",
+        help="check access-log files (plain or .gz) against their sequence and hash chain",
+        description="Exit 0: no problem found; 1: problems (FILE:LINE: KIND: reason each); "
+        "2: usage (no key, unreadable file). See docs/log-chain.md for what it cannot see.",
+    )
+    verify.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="the proxy's pseudonym key file; repeat for logs written under older keys",
+    )
+    verify.add_argument("--json", action="store_true", help="one JSON report on stdout")
+    verify.add_argument("files", nargs="+", metavar="FILE")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"run": cmd_run, "check": cmd_check, "classify": cmd_classify}.get(
-        args.command, cmd_pseudonym
-    )
+    handler = {
+        "run": cmd_run,
+        "check": cmd_check,
+        "classify": cmd_classify,
+        "verify-log": cmd_verify_log,
+    }.get(args.command, cmd_pseudonym)
     return handler(args)
 
 
@@ -177,6 +197,42 @@ def cmd_pseudonym(args: argparse.Namespace) -> int:
         }
         print(json.dumps(fields))
     return 0
+
+
+def cmd_verify_log(args: argparse.Namespace) -> int:
+    """0: no problem; 1: problems; 2: usage (no key, a key or file that cannot be read)."""
+    from auditproxy.decide.identity import load_key
+    from auditproxy.sinks.seal import derive_key
+    from auditproxy.sinks.verify import verify_files
+
+    def usage(message: str) -> int:
+        print(f"auditproxy verify-log: {message}", file=sys.stderr)
+        return 2
+
+    if not args.key:
+        return usage("no key: give --key FILE (the proxy's pseudonym key file)")
+    keys = []
+    for key_file in args.key:
+        try:
+            keys.append(derive_key(load_key(key_file)))
+        except ValueError as e:
+            return usage(str(e))
+    paths: list[str] = []
+    seen: set[str] = set()
+    for path in args.files:
+        real = os.path.realpath(path)
+        if real in seen:
+            continue  # one file named twice is not a duplicated file
+        seen.add(real)
+        paths.append(path)
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            return usage(f"cannot read {path}")
+    try:
+        report = verify_files(paths, keys)
+    except OSError as e:
+        return usage(f"cannot read {e.filename}: {e.strerror or e}")
+    print(json.dumps(report.to_json(), indent=1) if args.json else report.format())
+    return 0 if report.ok else 1
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 # Over 300 lines: the proxy's lifecycle shares one state; split, each part reaches in.
 """What the pipeline runs on: options, the policy in force and its reloads, the pseudonym
-key, the notice state store, the access log, the metrics endpoint and the upkeep tasks.
+key, the notice state store, the access log and its hash chain, the metrics endpoint and
+the upkeep tasks.
 
 The first add-on of the pipeline (`addon.AuditProxy`): mitmproxy hands it the options
 (`load`, `configure`) and the process's life (`running`, `done`); every stage after it
@@ -34,6 +35,7 @@ from auditproxy.options import (
     KEY_FILE_NAME,
     OPTIONS,
     STATE_FILE_NAME,
+    chain_state_candidates,
     parse_interval,
 )
 from auditproxy.policy.days import Calendar
@@ -41,10 +43,13 @@ from auditproxy.policy.load import DEFAULT_POLICY, parse_policy
 from auditproxy.policy.model import PolicyError
 from auditproxy.policy.watch import FileWatch
 from auditproxy.sinks.accesslog import AccessLog
+from auditproxy.sinks.chain import LogChain
+from auditproxy.sinks.chainstate import Claim, claim, claim_free
 from auditproxy.sinks.http import Heartbeat, MetricsServer
 from auditproxy.sinks.logfile import LogSink
 from auditproxy.sinks.metrics import DailyUsers, Metrics
 from auditproxy.sinks.recorder import Recorder
+from auditproxy.sinks.seal import derive_key
 
 logger = logging.getLogger("auditproxy")
 UTC = ZoneInfo("UTC")
@@ -65,12 +70,16 @@ class Runtime:
         self.watch: FileWatch | None = None
         self.server: MetricsServer | None = None
         self.sink: LogSink | None = None
+        self.chain: LogChain | None = None  # the access log's hash chain, one per sink
         self.state: Resilient | None = None
         self._tasks: list[asyncio.Task] = []
         self._reload_interval = 1.0
         self._options_ready = False
         self._force_reload = False
         self._pruned_before: date | None = None
+        self.metrics.log_sequence.set_function(
+            lambda: float(self.chain.sequence) if self.chain is not None else 0.0
+        )
 
     # ------------------------------------------------------------------ options
 
@@ -90,6 +99,8 @@ class Runtime:
                 raise exceptions.OptionsError(str(e)) from None
         if "auditproxy_access_log" in updated or self.sink is None:
             self._open_access_log(options.auditproxy_access_log)
+        elif "auditproxy_log_chain_state" in updated and self.engine is not None:
+            self._attach_chain()
         if "auditproxy_notice_max_bytes" in updated:
             self.notice.max_bytes = options.auditproxy_notice_max_bytes
         if updated & {"auditproxy_state", "confdir"} or self.state is None:
@@ -112,17 +123,84 @@ class Runtime:
         recorder = self.recorder
         try:
             sink = LogSink(
-                path, recorder.log_record, on_fault=lambda message: recorder.fault("log", message)
+                path,
+                recorder.log_record,
+                on_fault=lambda message: recorder.fault("log", message),
+                on_dropped=self._line_dropped,
             )
         except OSError as e:
             raise exceptions.OptionsError(
                 f"cannot open access log {path}: {e.strerror or e}"
             ) from e
         if self.sink is not None:
-            self.sink.close()
+            self.sink.close()  # what it drops is remembered by the chain it was sealed in
+            self._close_chain()
         self.sink = sink
         if self.engine is not None:
-            recorder.access_log = AccessLog(sink, self.engine.policy.logging)
+            self._attach_chain()
+
+    # ------------------------------------------------------------------ the hash chain
+
+    def _attach_chain(self) -> None:
+        """Open the hash chain of the access log in use, under the key in force (it
+        resumes where this log's chain stopped), and log through it. Raises OptionsError
+        (mitmproxy then rolls the option back and configures again) for a state file that
+        another process holds."""
+        assert self.sink is not None and self.engine is not None
+        self._close_chain()  # first: it may hold the very state file
+        state_path, held = self._claim_chain_state(self.sink.path)
+        self.chain = LogChain.open(
+            derive_key(self.engine.secret),
+            self.sink.path,
+            state_path,
+            claim=held,
+            on_fault=lambda message: self.recorder.fault("log", message),
+        )
+        self.metrics.set_log_chain(self.chain.chain)
+        self.recorder.access_log = AccessLog(self.sink, self.engine.policy.logging, self.chain)
+
+    def _claim_chain_state(self, log_path: str) -> tuple[Path | None, Claim | None]:
+        """The chain's state file, locked for this process: one writer per chain."""
+        explicit = ctx.options.auditproxy_log_chain_state
+        if explicit:
+            path = Path(explicit).expanduser()
+            try:
+                held = claim(path)
+            except OSError as e:
+                raise exceptions.OptionsError(
+                    f"auditproxy_log_chain_state: cannot lock {path}: {e.strerror or e}"
+                ) from None
+            if held is None:
+                raise exceptions.OptionsError(
+                    f"auditproxy_log_chain_state: {path} is in use by another process; "
+                    "give each instance its own"
+                )
+            return path, held
+        candidates = chain_state_candidates(ctx.options.confdir, log_path)
+        try:
+            found = claim_free(candidates)
+        except OSError as e:
+            found, why = None, f"cannot lock it: {e.strerror or e}"
+        else:
+            why = "every one of them is in use"
+        if found is None:
+            self.recorder.fault(
+                "log",
+                f"no state file for the access log's hash chain ({candidates[0]}: {why}); "
+                "it resumes from the log file alone",
+            )
+            return None, None
+        return found
+
+    def _line_dropped(self, line: bytes) -> None:
+        """The log sink gave up on a sealed line: the chain declares it later."""
+        if self.chain is not None:
+            self.chain.dropped(line)
+
+    def _close_chain(self) -> None:
+        if self.chain is not None:
+            self.chain.close()
+            self.chain = None
 
     def _open_state(self) -> None:
         value = ctx.options.auditproxy_state or str(
@@ -182,10 +260,18 @@ class Runtime:
         self.notice.configure(engine, self.calendar)
         recorder = self.recorder
         if self.sink is not None:
-            if recorder.access_log is None:
-                recorder.access_log = AccessLog(self.sink, policy.logging)
-            else:
-                recorder.access_log = recorder.access_log.with_settings(policy.logging)
+            if self.chain is None:
+                self._attach_chain()
+            elif (
+                previous is not None
+                and previous.secret != engine.secret
+                and self.chain.rekey(derive_key(engine.secret))
+            ):
+                # The key file changed (SIGHUP re-reads it): a new chain under the new key,
+                # whose first record names the old chain's last.
+                self.metrics.set_log_chain(self.chain.chain)
+            assert recorder.access_log is not None
+            recorder.access_log = recorder.access_log.with_settings(policy.logging)
         if previous is not None:
             self.metrics.policy_reloads.labels("success").inc()
             logger.info(
@@ -236,6 +322,7 @@ class Runtime:
             self.server = None
         if self.sink is not None:
             self.sink.close()
+        self._close_chain()  # after the sink: the state names what it wrote and dropped
         if self.state is not None:
             self.state.close()
 
@@ -263,6 +350,8 @@ class Runtime:
             "policy_sha256": engine.policy.sha256 if engine else None,
             "access_log_ok": self.sink.healthy if self.sink else False,
             "access_log_backlog": self.sink.backlog if self.sink else 0,
+            "access_log_chain": self.chain.chain if self.chain else None,
+            "access_log_sequence": self.chain.sequence if self.chain else 0,
             "state_backend": self.state.backend if self.state else None,
         }
 
@@ -290,8 +379,13 @@ class Runtime:
                     self.recorder.fault(stage)
 
     def _maintain_log(self) -> None:
-        if self.sink is not None:
-            self.sink.maintain()
+        sink, chain = self.sink, self.chain
+        if sink is not None:
+            sink.maintain()
+        if chain is not None:
+            if chain.has_dropped and sink is not None and sink.healthy and not sink.backlog:
+                self.recorder.log_dropped(chain)
+            chain.maintain()
 
     def _maintain_state(self) -> None:
         """Once a day, forget the past days (only today's claims matter)."""

@@ -36,6 +36,8 @@ BRIEF_FIELDS = {
     "labels.category",
     "labels.site",
     "labels.action",
+    "event.sequence",
+    "event.hash",
 }
 
 
@@ -60,7 +62,10 @@ def test_http_request_gives_exactly_one_record_and_moves_metrics(start_proxy, e2
         "monitor",
     )
     assert record["url.path"] == "/groups/x"
-    assert record["http.response.bytes"] == len(response.body)
+    head = f"{response.http_version} {response.status} {response.reason}\r\n".encode()
+    head += response.headers.encode() + b"\r\n"  # the status line and headers as received
+    assert record["http.response.body.bytes"] == len(response.body)
+    assert record["http.response.bytes"] == len(head) + len(response.body)  # ECS: both
     assert "SECRET" not in proxy.access_log.read_text()
     labels = dict(category="social", site="facebook", action="monitor", status_class="2xx")
     assert proxy.metric("auditproxy_requests_total", **labels) == 1

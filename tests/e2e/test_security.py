@@ -38,6 +38,7 @@ import yaml
 from auditproxy.decide.identity import load_key
 from auditproxy.notice.keys import ACK_PATH, NoticeKeys, Visit
 from auditproxy.sinks.records import ALLOWED_FIELDS
+from auditproxy.sinks.seal import FIELDS as CHAIN_FIELDS
 from support import ProxyClient, Response, Upstream
 from support.client import BufferedSocket, read_response
 from support.notice import DOCUMENT, NOTICE
@@ -426,7 +427,7 @@ def test_request_data_cannot_inject_lines_or_fields(start_proxy, e2e_policy, ups
     answered = [s for s in statuses if s != 400]
     assert len(records) == len(answered), statuses
     for record in records:
-        assert set(record) <= ALLOWED_FIELDS
+        assert set(record) <= ALLOWED_FIELDS | set(CHAIN_FIELDS)  # the chain's after the list
         assert record.get("user.name") != "root"
         assert record["labels.action"] in ("log", "monitor")
         assert "\n" not in record.get("url.path", "") and "?" not in record.get("url.path", "")

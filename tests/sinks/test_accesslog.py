@@ -46,6 +46,7 @@ def exchange(**overrides) -> Exchange:
         response_bytes=1234,
         duration_ns=5_000_000,
         client_address="10.1.2.3",
+        response_head_bytes=100,
     )
     values.update(overrides)
     return Exchange(**values)
@@ -83,7 +84,8 @@ def test_access_record_has_the_ecs_fields(engine, tmp_path):
         "http.request.method": "GET",
         "http.version": "2.0",
         "http.response.status_code": 200,
-        "http.response.bytes": 1234,
+        "http.response.bytes": 1334,  # ECS: head and body
+        "http.response.body.bytes": 1234,
         "rule.ruleset": "Test Policy",
         "rule.version": engine.policy.sha256,
         "rule.name": "social/facebook",
@@ -119,6 +121,7 @@ def test_blocked_and_refused_records(engine):
         "blocked",
     )
     assert blocked["event.type"] == ["denied"] and blocked["event.outcome"] == "failure"
+    assert blocked["event.category"] == ["network"]  # ECS: `denied` is a network type
     assert "malware" in blocked["event.reason"]
     refused = access_event(
         engine.decide(host="x.com", client_address="203.0.113.5"), exchange(status=403), "blocked"
@@ -130,11 +133,14 @@ def test_blocked_and_refused_records(engine):
 def test_error_record(engine):
     fields = access_event(
         engine.decide(host="x.com", client_address="10.0.0.1"),
-        exchange(status=None, response_bytes=None, error="Connection reset"),
+        exchange(
+            status=None, response_bytes=None, response_head_bytes=None, error="Connection reset"
+        ),
     )
     assert fields["event.outcome"] == "failure"
     assert fields["error.message"] == "Connection reset"
     assert "http.response.status_code" not in fields
+    assert "http.response.bytes" not in fields and "http.response.body.bytes" not in fields
 
 
 def test_tunnel_record_is_host_and_port_only(engine):
@@ -309,3 +315,12 @@ def test_sink_failure_is_reported_once_per_fault():
     for _ in range(3):
         sink.write("x")
     assert len(faults) == 1 and "No space left on device" in faults[0]
+
+
+def test_a_record_that_fails_to_render_is_still_counted(tmp_path):
+    """Every record is counted once, written or dropped, even when a processor fails."""
+    outcomes = Outcomes()
+    log = AccessLog(LogSink(str(tmp_path / "access.log"), outcomes), OPEN)
+    with pytest.raises(AttributeError):
+        log.emit({"event.action": "access", "url.path": 42})  # a bug upstream
+    assert outcomes == ["dropped"]

@@ -24,6 +24,9 @@ BRIEF_FAMILIES = {
     "auditproxy_policy_info": {"name", "sha256"},
     "auditproxy_daily_users": {"category"},
     "auditproxy_build_info": {"version", "mitmproxy_version"},
+    # The access log's anchor (issue #12): the last sequence sealed, and in which chain.
+    "auditproxy_log_sequence": set(),
+    "auditproxy_log_chain_info": {"chain"},
 }
 
 
@@ -40,6 +43,7 @@ def test_every_family_of_the_brief_with_its_labels():
     metrics.daily_users.labels("c").set(1)
     metrics.notices_unstyled.labels("c").inc()
     metrics.set_policy("P", "abc")
+    metrics.set_log_chain("0123456789abcdef")
     seen = {}
     for family in metrics.registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
@@ -66,6 +70,19 @@ def test_set_policy_replaces_the_previous_series():
         for s in f.samples
     ]
     assert [(s.labels["name"], s.value) for s in samples] == [("B", 1.0)]
+
+
+def test_set_log_chain_replaces_the_previous_series():
+    metrics = Metrics()
+    metrics.set_log_chain("a" * 16)
+    metrics.set_log_chain("b" * 16)
+    samples = [
+        s
+        for f in metrics.registry.collect()
+        if f.name == "auditproxy_log_chain_info"
+        for s in f.samples
+    ]
+    assert [(s.labels["chain"], s.value) for s in samples] == [("b" * 16, 1.0)]
 
 
 @pytest.mark.parametrize(

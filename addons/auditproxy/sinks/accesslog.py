@@ -3,7 +3,8 @@
 A record's life, in processor order: the bound ECS constants and the record's fields ->
 `add_timestamp` -> structlog's `EventRenamer` (its positional event becomes ECS `message`)
 -> `enforce_privacy` (an allow-list: only known metadata fields pass, never query
-strings, bodies, cookies or credentials) -> structlog's `JSONRenderer` -> the file
+strings, bodies, cookies or credentials) -> structlog's `JSONRenderer` -> the hash chain
+(`sinks.chain.LogChain`: numbers and seals the exact line) -> the file
 (`sinks.logfile.LogSink`, structlog's logger here).
 """
 
@@ -20,6 +21,7 @@ import structlog
 
 from auditproxy import __version__
 from auditproxy.policy.model import LoggingSettings
+from auditproxy.sinks.chain import LogChain
 from auditproxy.sinks.logfile import LogSink
 from auditproxy.sinks.records import ALLOWED_FIELDS, DATASET, ECS_VERSION, strip_query
 
@@ -77,8 +79,12 @@ def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventD
     return enforce_privacy
 
 
-def processors(settings: LoggingSettings) -> list[Callable[..., Any]]:
-    """The chain, in the order a record goes through it."""
+def processors(
+    settings: LoggingSettings, chain: LogChain | None = None
+) -> list[Callable[..., Any]]:
+    """The processors, in the order a record goes through them. The hash chain comes
+    last, after the allow-list (its fields are its own) and the renderer (it seals the
+    line exactly as written)."""
     return [
         add_timestamp,
         structlog.processors.EventRenamer("message"),
@@ -87,25 +93,36 @@ def processors(settings: LoggingSettings) -> list[Callable[..., Any]]:
         structlog.processors.JSONRenderer(
             json.dumps, ensure_ascii=True, separators=(",", ":"), default=str
         ),
+        *([chain] if chain is not None else []),
     ]
 
 
 class AccessLog:
-    """The configured chain and its file. `emit` takes a record's fields."""
+    """The configured processors, the file's hash chain and the file. `emit` takes a
+    record's fields."""
 
-    def __init__(self, sink: LogSink, settings: LoggingSettings) -> None:
+    def __init__(
+        self, sink: LogSink, settings: LoggingSettings, chain: LogChain | None = None
+    ) -> None:
         self.sink = sink
         self.settings = settings
+        self.chain = chain
         self._log = structlog.wrap_logger(
             sink,
-            processors=processors(settings),
+            processors=processors(settings, chain),
             wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
             cache_logger_on_first_use=True,
         ).bind(**ECS_CONSTANTS)
 
     def with_settings(self, settings: LoggingSettings) -> AccessLog:
-        """The same file under a reloaded policy's logging settings."""
-        return self if settings == self.settings else AccessLog(self.sink, settings)
+        """The same file and hash chain under a reloaded policy's logging settings."""
+        if settings == self.settings:
+            return self
+        return AccessLog(self.sink, settings, self.chain)
 
     def emit(self, fields: dict) -> None:
-        self._log.info(fields["event.action"], **fields)
+        try:
+            self._log.info(fields["event.action"], **fields)
+        except Exception:
+            self.sink.lost()  # a processor failed: still counted once (then a fault)
+            raise

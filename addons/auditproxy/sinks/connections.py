@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from auditproxy.decide.decision import Decision
-from auditproxy.sinks.records import destination_fields, refusal_fields, rule_fields
+from auditproxy.sinks.records import destination_fields, refusal_fields, rule_fields, url_domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def _connection_fields(decision: Decision, traffic: Traffic) -> dict[str, Any]:
         {
             "event.category": ["network"],
             "source.ip": traffic.client_address,
-            "url.domain": decision.host,
+            "url.domain": url_domain(decision.host),
             "url.port": traffic.port,
             "network.transport": "tcp",
             "source.bytes": traffic.bytes_from_client,
@@ -106,12 +106,12 @@ def tls_failure_event(
         {
             "event.action": "tls-failed",
             "event.category": ["network"],
-            "event.type": ["connection", "error"],
+            "event.type": ["connection"],  # with outcome failure (ECS: no `error` for network)
             "event.outcome": "failure",
             "event.reason": reason,
             "labels.tls_side": side,
             "source.ip": client_address,
-            "url.domain": decision.host,
+            "url.domain": url_domain(decision.host),
             "url.port": port,
             "network.transport": "tcp",
             "error.message": detail[:300],
@@ -127,10 +127,10 @@ def connect_failure_event(decision: Decision, port: int, client_address: str, er
         {
             "event.action": "connect-failed",
             "event.category": ["network"],
-            "event.type": ["connection", "error"],
+            "event.type": ["connection"],
             "event.outcome": "failure",
             "source.ip": client_address,
-            "url.domain": decision.host,
+            "url.domain": url_domain(decision.host),
             "url.port": port,
             "network.transport": "tcp",
             "error.message": error[:300],

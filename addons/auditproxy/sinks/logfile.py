@@ -1,6 +1,7 @@
 """The access log's file: one `write(2)` per line, following logrotate, surviving full disks.
 
-Counts every record once, `written` or `dropped`: nothing is lost silently.
+Counts every record once, `written` or `dropped`, and hands each dropped line to
+`on_dropped` (the hash chain declares them in a later record): nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,7 +30,10 @@ class LogSink:
       it takes them again; beyond the bound the oldest are dropped. A write that fails
       half-way is cut back, so the log never holds a broken line.
     - Every record is counted once, `written` or `dropped`; a failure is reported through
-      `on_fault` (the add-on counts it in `auditproxy_errors_total{stage="log"}`).
+      `on_fault` (the add-on counts it in `auditproxy_errors_total{stage="log"}`), and each
+      line given up is handed to `on_dropped`.
+    - A file that does not end with a newline (a process stopped half-way through a
+      line) gets one before the first new line, so no record is glued to a broken one.
 
     Not thread-safe: the proxy calls it from its one event loop.
     """
@@ -41,10 +46,12 @@ class LogSink:
         on_outcome: Outcome,
         backlog_limit: int = 10_000,
         on_fault: Callable[[str], None] | None = None,
+        on_dropped: Callable[[bytes], None] | None = None,
     ) -> None:
         self.path = path
         self._on_outcome = on_outcome
         self._on_fault = on_fault
+        self._on_dropped = on_dropped
         self._backlog: deque[bytes] = deque()
         self._backlog_limit = backlog_limit
         self._recent: deque[bytes] = deque(maxlen=self.RECENT_LIMIT)
@@ -75,6 +82,9 @@ class LogSink:
         st = os.fstat(fd)
         self._close_fd()
         self._fd, self._identity = fd, (st.st_dev, st.st_ino)
+        if _ends_mid_line(self.path, st):
+            logger.warning("access log %s ends mid-line; a new line begins", self.path)
+            self._broken_line = True
 
     def _close_fd(self) -> None:
         if self._fd is not None and not self.is_stdout:
@@ -149,6 +159,10 @@ class LogSink:
     # structlog's logger interface: the bound logger hands the rendered line to `info`.
     info = write
 
+    def lost(self) -> None:
+        """A record that never reached the sink (its rendering failed): counted dropped."""
+        self._on_outcome("dropped")
+
     def _write(self, data: bytes) -> None:
         if self._fd is None:
             self._open()
@@ -198,11 +212,18 @@ class LogSink:
 
     def _enqueue(self, data: bytes) -> None:
         if len(self._backlog) >= self._backlog_limit:
-            self._backlog.popleft()
-            if self._replayed:
-                self._replayed -= 1
-            self._on_outcome("dropped")
+            self._drop(self._backlog.popleft())
         self._backlog.append(data)
+
+    def _drop(self, data: bytes) -> None:
+        """Give up on a line: counted once (a line replayed after its file was removed
+        was counted when first written), and handed to `on_dropped`."""
+        if self._replayed:
+            self._replayed -= 1
+        else:
+            self._on_outcome("dropped")
+        if self._on_dropped is not None:
+            self._on_dropped(data)
 
     def _failed(self, error: OSError) -> None:
         if self._failing_since is not None:
@@ -219,9 +240,25 @@ class LogSink:
 
     def close(self) -> None:
         self._flush_backlog()
-        for _ in range(len(self._backlog)):
-            self._on_outcome("dropped")
         if self._backlog:
             logger.error("access log closed with %d unwritten records", len(self._backlog))
-        self._backlog.clear()
+        while self._backlog:
+            self._drop(self._backlog.popleft())
         self._close_fd()
+
+
+def _ends_mid_line(path: str, st: os.stat_result) -> bool:
+    """Whether a regular file (never a pipe or device) has a last byte that is not a
+    newline. `st`: the file as opened for writing."""
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # not readable by us: cannot tell
+        return False
+    try:
+        return os.pread(fd, 1, st.st_size - 1) != b"\n"
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

@@ -164,6 +164,19 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.log_sequence = Gauge(
+            "auditproxy_log_sequence",
+            "The event.sequence of the last access-log record sealed, in the chain named by "
+            "auditproxy_log_chain_info: the last record in the log files must reach it "
+            "(auditproxy verify-log cannot see records cut from the end of the newest file).",
+            registry=r,
+        )
+        self.log_chain_info = Gauge(
+            "auditproxy_log_chain_info",
+            "The access log's hash chain in use (value 1): its labels.log_chain.",
+            ["chain"],
+            registry=r,
+        )
         self.policy_reloads = Counter(
             "auditproxy_policy_reloads",
             "Policy reloads by result: success, or failure (the last good policy stays).",
@@ -212,6 +225,7 @@ class Metrics:
         for backend in STATE_BACKENDS:
             self.state_backend.labels(backend)
         self._policy_labels: tuple[str, str] | None = None
+        self._log_chain: str | None = None
 
     def set_policy(self, name: str, sha256: str) -> None:
         """Expose the policy now in force, replacing the previous one's series."""
@@ -219,6 +233,16 @@ class Metrics:
             self.policy_info.remove(*self._policy_labels)
         self._policy_labels = (name, sha256)
         self.policy_info.labels(name, sha256).set(1)
+
+    def set_log_chain(self, chain: str | None) -> None:
+        """Expose the access log's chain now in use, replacing the previous one's series."""
+        if chain == self._log_chain:
+            return
+        if self._log_chain is not None:
+            self.log_chain_info.remove(self._log_chain)
+        self._log_chain = chain
+        if chain is not None:
+            self.log_chain_info.labels(chain).set(1)
 
 
 class DailyUsers:

@@ -15,6 +15,7 @@ from auditproxy.flowstate import Answered, Counts, FlowState
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.policy.model import Action
 from auditproxy.sinks.accesslog import AccessLog
+from auditproxy.sinks.chain import LogChain
 from auditproxy.sinks.connections import (
     Traffic,
     connect_failure_event,
@@ -24,7 +25,13 @@ from auditproxy.sinks.connections import (
     websocket_event,
 )
 from auditproxy.sinks.metrics import DailyUsers, Metrics, status_class
-from auditproxy.sinks.records import Exchange, access_event, notice_event, tunnel_event
+from auditproxy.sinks.records import (
+    Exchange,
+    access_event,
+    log_dropped_event,
+    notice_event,
+    tunnel_event,
+)
 
 logger = logging.getLogger("auditproxy")
 
@@ -153,3 +160,10 @@ class Recorder:
     def log_record(self, outcome: str) -> None:
         """The log file's report for each record: `written` or `dropped`."""
         self.metrics.log_records.labels(outcome).inc()
+
+    def log_dropped(self, chain: LogChain) -> None:
+        """A `log-dropped` record for each range of records the log sink gave up on, once
+        the log takes writes again. Each names the hash of the record it follows (sealed
+        the moment it is emitted), so that it verifies even right after the gap."""
+        for value, count in chain.take_dropped():
+            self.emit(log_dropped_event(value, count, chain.cursor.hash))

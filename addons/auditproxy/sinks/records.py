@@ -48,6 +48,7 @@ ALLOWED_FIELDS = frozenset(
         "http.request.method",
         "http.response.status_code",
         "http.response.bytes",
+        "http.response.body.bytes",
         "tls.client.server_name",
         "rule.ruleset",
         "rule.version",
@@ -73,6 +74,8 @@ ALLOWED_FIELDS = frozenset(
         "labels.connection_end",
         "labels.websocket_messages_client",
         "labels.websocket_messages_server",
+        "labels.log_dropped",
+        "labels.log_dropped_after",
     }
 )
 
@@ -96,11 +99,17 @@ class Exchange:
     path: str
     http_version: str
     status: int | None
-    response_bytes: int | None
+    response_bytes: int | None  # the body's bytes as sent
     duration_ns: int | None
     client_address: str
     error: str | None = None
     destination: tuple[str, int] | None = None  # where the proxy connected (ip, port)
+    response_head_bytes: int | None = None  # status line and headers (README: how counted)
+
+
+def url_domain(host: str) -> str:
+    """ECS `url.domain`: an IPv6 literal keeps its brackets (RFC 2732), as ECS asks."""
+    return f"[{host}]" if ":" in host else host
 
 
 def rule_fields(decision: Decision) -> dict[str, Any]:
@@ -152,19 +161,22 @@ def access_event(decision: Decision, exchange: Exchange, action: str = "access")
     """An `access` (or `blocked`) record for one HTTP request."""
     fields = rule_fields(decision)
     status = exchange.status
-    if exchange.error is not None or status is None or action in ("blocked", "refused"):
+    denied = action in ("blocked", "refused")
+    if exchange.error is not None or status is None or denied:
         outcome = "failure"
     else:
         outcome = "success" if status < 400 else "failure"
     fields.update(
         {
             "event.action": action,
-            "event.category": ["network", "web"],
-            "event.type": ["denied"] if action == "blocked" else ["access"],
+            # ECS expects `denied` for network events, not web ones (web: access, error, info).
+            # ECS expects `denied` for network events, not web ones.
+            "event.category": ["network"] if denied else ["network", "web"],
+            "event.type": ["denied"] if denied else ["access"],
             "event.outcome": outcome,
             "source.ip": exchange.client_address,
             "url.scheme": exchange.scheme,
-            "url.domain": decision.host,
+            "url.domain": url_domain(decision.host),
             "url.port": exchange.port,
             "url.path": exchange.path,
             "http.version": exchange.http_version,
@@ -173,15 +185,16 @@ def access_event(decision: Decision, exchange: Exchange, action: str = "access")
     )
     if status is not None:
         fields["http.response.status_code"] = status
-    if exchange.response_bytes is not None:
-        fields["http.response.bytes"] = exchange.response_bytes
+    if exchange.response_bytes is not None:  # ECS: body alone, and head plus body
+        fields["http.response.body.bytes"] = exchange.response_bytes
+        if exchange.response_head_bytes is not None:
+            fields["http.response.bytes"] = exchange.response_head_bytes + exchange.response_bytes
     if exchange.duration_ns is not None:
         fields["event.duration"] = exchange.duration_ns
     if exchange.error:
         fields["error.message"] = exchange.error
     fields.update(destination_fields(exchange.destination))
     if action == "refused":
-        fields["event.type"] = ["denied"]
         fields.update(refusal_fields(decision))
     elif action == "blocked":
         fields["event.reason"] = (
@@ -202,7 +215,7 @@ def tunnel_event(decision: Decision, port: int, client_address: str) -> dict:
             "event.type": ["connection", "allowed"],
             "event.outcome": "success",
             "source.ip": client_address,
-            "url.domain": decision.host,
+            "url.domain": url_domain(decision.host),
             "url.port": port,
         }
     )
@@ -218,8 +231,25 @@ def notice_event(decision: Decision, action: str, scope: str) -> dict:
             "event.category": ["web"],
             "event.type": ["info"],
             "event.outcome": "success",
-            "url.domain": decision.host,
+            "url.domain": url_domain(decision.host),
             "labels.notice_scope": scope,
         }
     )
+    return fields
+
+
+def log_dropped_event(declared: str, count: int, after: str = "") -> dict:
+    """A `log-dropped` record: the log sink gave up on records (a disk that refused writes
+    for too long); `declared` is the hash chain's range, "CHAIN:FIRST-LAST"; `after`, the
+    `event.hash` of the record this one follows (docs/log-chain.md)."""
+    fields = {
+        "event.action": "log-dropped",
+        "event.category": ["file"],
+        "event.type": ["info"],
+        "event.outcome": "failure",
+        "event.reason": f"the access log could not be written: {count} record(s) dropped",
+        "labels.log_dropped": declared,
+    }
+    if after:
+        fields["labels.log_dropped_after"] = after
     return fields
