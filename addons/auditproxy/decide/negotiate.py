@@ -91,8 +91,9 @@ class Result:
 
 
 def challenge(basic_realm: str | None = None) -> list[str]:
-    """The ``Proxy-Authenticate`` values of a ``407``, one header each, Negotiate first
-    (browsers pick the first scheme they support); Basic only where the policy allows it."""
+    """The ``Proxy-Authenticate`` values of a ``407``, one header each. Negotiate comes
+    first (Chromium picks the strongest scheme whatever the order; some clients take the
+    first); Basic only where the policy allows it, since it sends the password."""
     values = [SCHEME]
     if basic_realm is not None:
         quoted = basic_realm.replace("\\", "\\\\").replace('"', '\\"')
