@@ -339,6 +339,15 @@ async def test_under_load_the_acceptor_answers_busy_at_once_and_stays_bounded(
     acceptor.close()
 
 
+@pytest.mark.e2e
+async def test_workers_validate_in_parallel_with_one_shared_credential(realm: Realm) -> None:
+    acceptor = realm.acceptor(workers=4, queue=64)
+    headers = [header(initiate(realm.alice)[0]) for _ in range(60)]
+    results = await asyncio.gather(*(acceptor.authenticate(h) for h in headers))
+    assert [r.principal for r in results] == [ALICE] * 60, {r.outcome for r in results}
+    acceptor.close()
+
+
 class SlowAcceptor(Acceptor):
     """A validation that hangs (a replay cache on a stuck file system, say)."""
 

@@ -16,15 +16,17 @@ window, and refuses one seen before. The cache is named explicitly here (``repla
 because ``KRB5RCACHETYPE=none`` in the environment would silently turn off the default one.
 It is per host: instances behind a balancer do not share it.
 
-How a proxy uses this (connection-oriented in practice, RFC 4559 section 6): a browser
-answers a ``407`` with one token on one client connection, then sends later requests on
-that connection without one; for HTTPS the token comes with the ``CONNECT`` and the
-requests inside the tunnel never carry one. So the caller validates once per client
-connection and caches the principal for the connection's life (key: the client
-connection's id, never its address: NAT, VDI and balancers share addresses), forgets it on
-disconnect, and does not validate the same header value twice on one connection: a client
-that repeats it would be refused as a replay. Accepting is local CPU work (no KDC
-round-trip), about a millisecond; a few workers serve hundreds of new connections a second.
+How a proxy uses this (connection-oriented in practice, RFC 4559 section 6): browsers
+answer a ``407`` with one token on a client connection and send later requests on that
+connection without one (curl sends a fresh token with every request); for HTTPS the token
+comes with the ``CONNECT`` and the requests inside the tunnel never carry one. So the caller
+keeps, per client connection (its id, never its address: NAT, VDI and balancers share
+addresses), the principal and the header value that proved it; forgets both on
+disconnect; validates a new value (a fresh token); reuses the principal when the same
+value comes again (validating it twice would be refused as a replay); and answers
+``challenge()`` when a connection without a principal brings no value. Accepting is local
+CPU work, no KDC round trip (a KDC that is down only stops clients getting new tickets):
+about 0.1 ms here, so a few workers keep up with thousands of new connections a second.
 """
 
 from __future__ import annotations
