@@ -144,7 +144,6 @@ class Realm:
     keytab: Path
     alice: Path  # alice's ccache
     dir: Path
-    tokens: int = field(default=0)
 
     def acceptor(self, **options: object) -> Acceptor:
         options.setdefault("replay_cache", self.dir / "replay.rcache2")
