@@ -152,7 +152,9 @@ async def test_a_full_pool_answers_busy_at_once_and_is_not_cached() -> None:
 
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory: pytest.TempPathFactory, test_ca: CertAuthority) -> Iterator[LdapServer]:
-    with LdapServer(tmp_path_factory.mktemp("slapd"), tls=test_ca.leaf("127.0.0.1")) as server:
+    # A certificate for a name: ldap3 checks host names with its own backport of Python
+    # 3.4's match_hostname, which never accepts an IP address (name the server by DNS).
+    with LdapServer(tmp_path_factory.mktemp("slapd"), tls=test_ca.leaf("localhost")) as server:
         yield server
 
 
@@ -169,9 +171,14 @@ def server(slapd: LdapServer) -> Iterator[LdapServer]:
 
 
 def settings_for(server: LdapServer, **changes: object) -> DirectorySettings:
-    options: dict[str, object] = {"bind_dn": READER, "bind_password": READER_PASSWORD}
+    options: dict[str, object] = {
+        "url": server.url,
+        "base_dn": BASE,
+        "bind_dn": READER,
+        "bind_password": READER_PASSWORD,
+    }
     options.update(changes)
-    return DirectorySettings(server.url, BASE, **options)  # type: ignore[arg-type]
+    return DirectorySettings(**options)  # type: ignore[arg-type]
 
 
 async def groups_of(server: LdapServer, principal: str, **changes: object) -> Membership:
@@ -326,16 +333,20 @@ async def test_start_tls_and_ldaps_verify_the_server_certificate(
     server: LdapServer, test_ca: CertAuthority, tmp_path: Path
 ) -> None:
     ca_file = str(test_ca.write_ca(tmp_path))
-    start_tls = await groups_of(server, f"alice@{REALM}", start_tls=True, ca_file=ca_file)
+    by_name = server.url.replace("127.0.0.1", "localhost")
+    ldaps_url = server.ldaps_url.replace("127.0.0.1", "localhost")
+    start_tls = await groups_of(
+        server, f"alice@{REALM}", start_tls=True, ca_file=ca_file, url=by_name
+    )
     assert start_tls.ok and "staff" in start_tls.names
     ldaps = settings_for(server, ca_file=ca_file)
-    directory = Directory(replace(ldaps, url=server.ldaps_url))
+    directory = Directory(replace(ldaps, url=ldaps_url))
     assert (await directory.groups(f"alice@{REALM}")).names == start_tls.names
     directory.close()
     # Without our CA the certificate is refused, and the password never leaves.
-    untrusted = Directory(replace(ldaps, url=server.ldaps_url, ca_file=None))
+    untrusted = Directory(replace(ldaps, url=ldaps_url, ca_file=None))
     refused = await untrusted.groups(f"alice@{REALM}")
     assert refused.reason is Reason.ERROR and "certificate" in refused.detail.lower(), refused
     untrusted.close()
-    no_start_tls = await groups_of(server, f"alice@{REALM}", start_tls=True)
+    no_start_tls = await groups_of(server, f"alice@{REALM}", start_tls=True, url=by_name)
     assert no_start_tls.reason is Reason.ERROR, no_start_tls

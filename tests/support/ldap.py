@@ -169,8 +169,11 @@ class LdapServer:
         )
         tls = ""
         if self.tls is not None:
-            tls = f"TLSCertificateFile {self.tls.cert_file}\n"
-            tls += f"TLSCertificateKeyFile {self.tls.key_file}\n"
+            cert, key = d / "slapd.crt", d / "slapd.key"
+            cert.write_bytes(self.tls.cert_pem)
+            key.write_bytes(self.tls.key_pem)
+            key.chmod(0o600)
+            tls = f"TLSCertificateFile {cert}\nTLSCertificateKeyFile {key}\n"
         self.conf.write_text(
             f"""{schemas}{tls}modulepath /usr/lib/ldap
 moduleload back_mdb
