@@ -3,7 +3,10 @@
 order for every hook (`AuditProxy.stages`, run by `Pipeline`):
 
     Runtime   options, the policy in force (hot reload), notice state, log, metrics
+    Authenticate  the client behind a trusted balancer; proxy authentication (Negotiate,
+              Basic): 407, or the connection's principal (`addon_identity`)
     Decide    classify -> identify -> decide: the flow's `FlowState` with its Decision
+    Groups    the person's directory groups; the policy group's overrides (`addon_groups`)
     Enforce   refuse clients outside the policy's networks, answer `block` with its page,
               leave `bypass` TLS undecrypted
     Notice    the acknowledgement link; which page is due today's notice; the banner
@@ -27,6 +30,8 @@ from mitmproxy import connection, ctx, http, tls
 from mitmproxy.net.http.status_codes import RESPONSES
 
 from auditproxy.addon_connections import Gate, RecordConnections
+from auditproxy.addon_groups import Groups
+from auditproxy.addon_identity import Authenticate, IdentityOptions
 from auditproxy.decide import pages
 from auditproxy.decide.decision import Decision, Engine
 from auditproxy.decide.identity import canonical_address
@@ -37,7 +42,15 @@ from auditproxy.notice.stage import Delivery
 from auditproxy.policy.model import Action
 from auditproxy.runtime import Runtime
 from auditproxy.sinks.records import Exchange, strip_query
-from auditproxy.stages import Stage, guarded, request_view, server_address, state_of
+from auditproxy.stages import (
+    Stage,
+    connection_client,
+    flow_client,
+    guarded,
+    request_view,
+    server_address,
+    state_of,
+)
 
 HOOKS = (
     "http_connect",
@@ -78,11 +91,16 @@ class Decide(Stage):
     @guarded("enforce")
     def http_connect(self, flow: http.HTTPFlow) -> None:
         engine = self.runtime.engine
-        if flow.response or flow.error or not flow.live or engine is None:
+        if flow.error or not flow.live or engine is None:
             return
-        state = flow.metadata[KEY] = FlowState(request_view(flow))
+        asked = state_of(flow)  # `Authenticate` answered 407: decided, for the record
+        if flow.response and (asked is None or asked.answered is None):
+            return
+        state = flow.metadata[KEY] = fresh_state(flow)
         header = self._take_identity_header(engine, flow, state)
         state.decision = self._decide(engine, flow, state, header)
+        if state.answered is not None:
+            return  # no tunnel yet: the client asks again with its credential
         tunnel = self.connection(flow.client_conn)
         tunnel.connect_decision = state.decision
         if state.decision.allowed_client:  # who opened the tunnel speaks for its requests
@@ -95,7 +113,7 @@ class Decide(Stage):
         engine = self.runtime.engine
         if flow.error or not flow.live or engine is None:
             return
-        state = flow.metadata[KEY] = FlowState(request_view(flow))
+        state = flow.metadata[KEY] = fresh_state(flow)
         header = self._take_identity_header(engine, flow, state)
         inner = None
         tunnel = self.connections.get(flow.client_conn)
@@ -120,10 +138,13 @@ class Decide(Stage):
         tunnel.tls_decision = engine.decide(
             host=sni or server_host,
             sni=sni,
-            client_address=client.peername[0],
+            client_address=connection_client(self.connections, client),
             proxyauth_user=tunnel.tunnel_user,
             header_value=tunnel.tunnel_header,
             connect_to=server_host,
+            auth=tunnel.tunnel_auth,
+            groups=tunnel.tunnel_groups,
+            forwarded=tunnel.tunnel_client.note if tunnel.tunnel_client else None,
         )
 
     @staticmethod
@@ -160,14 +181,17 @@ class Decide(Stage):
     ) -> Decision:
         request = flow.request
         proxyauth = flow.metadata.get("proxyauth")
+        client = state.client
         return engine.decide(
             host=requested_host(flow, state) or request.host,
             sni=flow.client_conn.sni,
-            client_address=flow.client_conn.peername[0],
+            client_address=client.address if client else flow.client_conn.peername[0],
             proxyauth_user=proxyauth[0] if proxyauth else None,
             header_value=header_value,
             inner_header=inner_header,
             connect_to=request.host,
+            auth=state.auth,
+            forwarded=client.note if client else None,
         )
 
 
@@ -322,7 +346,7 @@ class Record(Stage):
     def http_connect(self, flow: http.HTTPFlow) -> None:
         state = state_of(flow)
         if state is not None and state.answered is not None:  # refused: no response hook
-            self.runtime.recorder.request(state, exchange(flow, state))
+            self.runtime.recorder.request(state, exchange(flow, state, self.connections))
 
     @guarded("log")
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
@@ -331,7 +355,7 @@ class Record(Stage):
         if decision is None:
             return
         address = data.context.server.address
-        client = canonical_address(data.context.client.peername[0])
+        client = connection_client(self.connections, data.context.client)
         self.runtime.recorder.tunnel(decision, address[1] if address else 443, client)
 
     @guarded("metrics")
@@ -363,10 +387,19 @@ class Record(Stage):
         refusal = tunnel.refused.get(asked) if tunnel is not None else None
         if refusal is not None and refusal != "blocked" and state.decision.refusal is None:
             state.decision = state.decision.refused(refusal)  # found after resolution
-        self.runtime.recorder.request(state, exchange(flow, state))
+        self.runtime.recorder.request(state, exchange(flow, state, self.connections))
 
 
-def exchange(flow: http.HTTPFlow, state: FlowState) -> Exchange:
+def fresh_state(flow: http.HTTPFlow) -> FlowState:
+    """The flow's `FlowState`: the one `Authenticate` made already (the client behind a
+    balancer, what authentication proved), or a new one."""
+    state = flow.metadata.get(KEY)
+    return state if state is not None else FlowState(request_view(flow))
+
+
+def exchange(
+    flow: http.HTTPFlow, state: FlowState, connections: WeakKeyDictionary | None = None
+) -> Exchange:
     """What the access record needs to know about one HTTP exchange, off the flow."""
     request, response = flow.request, flow.response
     if state.streamed is not None:
@@ -389,7 +422,11 @@ def exchange(flow: http.HTTPFlow, state: FlowState) -> Exchange:
         response_bytes=size,
         response_head_bytes=head_size(request, response) if response is not None else None,
         duration_ns=duration,
-        client_address=canonical_address(flow.client_conn.peername[0]),
+        client_address=(
+            flow_client(connections, flow)
+            if connections is not None
+            else canonical_address(flow.client_conn.peername[0])
+        ),
         error=_safe_error(flow.error.msg) if flow.error else None,
         destination=server_address(flow.server_conn),
     )
@@ -449,14 +486,31 @@ class Pipeline:
                 setattr(self, hook, _chain(handlers, runtime.metrics.hook_duration.labels(hook)))
 
 
-def _chain(handlers: list[Callable[[Any], None]], timer: Any) -> Callable[[Any], None]:
-    def run(arg: Any) -> None:
+def _chain(handlers: list[Callable[[Any], Any]], timer: Any) -> Callable[[Any], Any]:
+    """The stages of one hook in order. A stage that must wait this time (a credential
+    check, a directory look-up: `addon_identity`) returns an awaitable: the rest of the
+    chain then runs after it, and mitmproxy awaits the whole (other connections go on).
+    Only the part that did not wait is timed."""
+
+    def run(arg: Any) -> Any:
         start = time.perf_counter()
-        for handler in handlers:
-            handler(arg)  # each is guarded: a fault never stops the next stage
+        for index, handler in enumerate(handlers):
+            waiting = handler(arg)  # each is guarded: a fault never stops the next stage
+            if waiting is not None:
+                timer.observe(time.perf_counter() - start)
+                return _after(waiting, handlers[index + 1 :], arg)
         timer.observe(time.perf_counter() - start)
+        return None
 
     return run
+
+
+async def _after(waiting: Any, handlers: list[Callable[[Any], Any]], arg: Any) -> None:
+    await waiting
+    for handler in handlers:
+        result = handler(arg)
+        if result is not None:
+            await result
 
 
 def _async_chain(handlers: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -478,15 +532,18 @@ class AuditProxy:
     def __init__(self) -> None:
         self.runtime = Runtime()
         connections: WeakKeyDictionary[connection.Client, ConnectionState] = WeakKeyDictionary()
+        self.identity = IdentityOptions(self.runtime)
         self.stages: list[Stage] = [
+            Authenticate(self.runtime, connections, self.identity),
             Decide(self.runtime, connections),
+            Groups(self.runtime, connections, self.identity),
             Enforce(self.runtime, connections),
             Gate(self.runtime, connections),
             Notice(self.runtime, connections),
             Record(self.runtime, connections),
             RecordConnections(self.runtime, connections),
         ]
-        self.addons = [self.runtime, Pipeline(self.runtime, self.stages)]
+        self.addons = [self.runtime, self.identity, Pipeline(self.runtime, self.stages)]
 
     # The runtime's parts, for `auditproxy run`, the tests and the benchmark.
     @property

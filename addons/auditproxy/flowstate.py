@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from auditproxy.decide.auth import AuthNote, ConnectionAuth
 from auditproxy.decide.decision import Decision
+from auditproxy.decide.forwarded import ClientAddress
 from auditproxy.notice.keys import Visit
 
 KEY = "auditproxy"  # the flow.metadata key
@@ -23,6 +25,7 @@ class Answered(StrEnum):
 
     BLOCKED = "blocked"  # a `block` category: the block page
     REFUSED = "refused"  # a client outside the policy's networks
+    AUTH_REQUIRED = "auth_required"  # 407: proxy authentication asked for
     NOTICE_LINK = "notice_link"  # the notice's acknowledgement link (or a refused one)
 
 
@@ -63,6 +66,10 @@ class FlowState:
     """One request's way through the pipeline."""
 
     headers: dict[bytes, bytes]  # the request's headers by lower-case name (first value)
+    # who: the request's own client (behind a trusted balancer, the forwarded address) and
+    # what proxy authentication proved (`addon_identity`); before decide
+    client: ClientAddress | None = None
+    auth: AuthNote | None = None
     decision: Decision | None = None  # decide: classify -> identify -> decide
     answered: Answered | None = None  # enforce or notice: the proxy answered itself
     acknowledged_scope: str | None = None  # notice: its record is `notice-acknowledged`
@@ -95,6 +102,12 @@ class ConnectionState:
     refused: dict[tuple[str, int], str] = field(default_factory=dict)
     # Server connections whose address was pinned to the checked IP: their name.
     pinned: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Who: proxy authentication on this connection, and for a tunnel what its CONNECT
+    # said (the client behind a balancer, the proof, the person's directory groups).
+    auth: ConnectionAuth = field(default_factory=ConnectionAuth)
+    tunnel_client: ClientAddress | None = None
+    tunnel_auth: AuthNote | None = None
+    tunnel_groups: tuple[str, ...] = ()
 
     @property
     def in_tunnel(self) -> bool:

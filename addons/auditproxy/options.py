@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from auditproxy.identity_options import IDENTITY_OPTIONS
 from auditproxy.policy.load import DEFAULT_POLICY
 from auditproxy.preflight import PSEUDONYM_KEY_FILE as KEY_FILE_NAME
 
@@ -76,6 +77,7 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (  # name, type, default, help
         "Largest page (decoded bytes) the notice is put into; larger pages are skipped "
         "(reason too_large). Keep it at or below mitmproxy's stream_large_bodies.",
     ),
+    *IDENTITY_OPTIONS,
 )
 
 

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ class Runtime:
         self.chain: LogChain | None = None  # the access log's hash chain, one per sink
         self.state: Resilient | None = None
         self._tasks: list[asyncio.Task] = []
+        # Whether the options can serve a policy (e.g. a keytab for its auth): each
+        # raises ValueError; run on every load, so such a reload keeps the last good one.
+        self.checks: list[Callable[[Engine], None]] = []
         self._reload_interval = 1.0
         self._options_ready = False
         self._force_reload = False
@@ -245,7 +249,10 @@ class Runtime:
         policy = parse_policy(data, source=source)
         NoticeStage.check(policy)
         key_path, may_create = self._key_path()
-        return Engine(policy, load_key(key_path, create=may_create))
+        engine = Engine(policy, load_key(key_path, create=may_create))
+        for check in self.checks:
+            check(engine)
+        return engine
 
     def install(self, engine: Engine) -> None:
         policy = engine.policy

@@ -34,15 +34,26 @@ def guarded(stage: str) -> Callable[[Hook], Hook]:
             return run_async
 
         @functools.wraps(method)
-        def run(self: Stage, arg: Any) -> None:
+        def run(self: Stage, arg: Any) -> Any:
             try:
-                method(self, arg)
+                result = method(self, arg)
             except Exception:
                 self.runtime.recorder.fault(stage)
+                return None
+            if result is not None:  # it must wait this time (`Pipeline` awaits it)
+                return _guarded_wait(result, self, stage)
+            return None
 
         return run
 
     return decorate
+
+
+async def _guarded_wait(awaitable: Any, stage: Stage, name: str) -> None:
+    try:
+        await awaitable
+    except Exception:
+        stage.runtime.recorder.fault(name)
 
 
 class Stage:
@@ -61,6 +72,27 @@ class Stage:
 
 def state_of(flow: http.HTTPFlow) -> FlowState | None:
     return flow.metadata.get(KEY)
+
+
+def connection_client(
+    connections: WeakKeyDictionary[connection.Client, ConnectionState], client: connection.Client
+) -> str:
+    """The address a client connection is from: for a tunnel opened through a trusted
+    balancer, the client its CONNECT was forwarded for; otherwise the connection's peer."""
+    tunnel = connections.get(client)
+    if tunnel is not None and tunnel.tunnel_client is not None:
+        return tunnel.tunnel_client.address
+    return canonical_address(client.peername[0])
+
+
+def flow_client(
+    connections: WeakKeyDictionary[connection.Client, ConnectionState], flow: http.HTTPFlow
+) -> str:
+    """The address a request is from (a balancer's forwarded client where trusted)."""
+    state = flow.metadata.get(KEY)
+    if state is not None and state.client is not None:
+        return state.client.address
+    return connection_client(connections, flow.client_conn)
 
 
 def request_view(flow: http.HTTPFlow) -> dict[bytes, bytes]:

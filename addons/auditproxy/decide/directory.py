@@ -7,17 +7,16 @@ loop in a small bounded pool (``offload``), with a deadline; answers are cached 
 answer at once for ``failure_ttl`` seconds instead of each waiting for the deadline.
 
 Nested groups: Active Directory resolves them itself with ``LDAP_MATCHING_RULE_IN_CHAIN``;
-OpenLDAP accepts that filter and silently matches nothing, so ``auto`` asks the root DSE
-(AD announces capability 1.2.840.113556.1.4.800) and otherwise walks ``member`` upwards,
-one search per level, bounded in depth and count (cycles are harmless). ``ldap3`` is pure
-Python (no compiler), and mitmproxy already depends on it.
+elsewhere ``member`` is walked upwards, bounded (`decide.ldap_search`, the blocking half).
+``ldap3`` is pure Python (no compiler), and mitmproxy already depends on it.
+
+`cached` answers from the cache without waiting, so that a person whose groups are known
+costs the request nothing but a dictionary look-up; `groups` waits (at most the deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import ssl
 import string
 import time
 from collections import OrderedDict
@@ -25,11 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-import ldap3
-from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 
-from .offload import Busy, Offload
+from auditproxy.decide.offload import Busy, Offload
 
 AD_CAPABILITY = "1.2.840.113556.1.4.800"
 IN_CHAIN_RULE = "1.2.840.113556.1.4.1941"
@@ -38,7 +35,6 @@ ACTIVE_DIRECTORY_USER_FILTER = (
 )
 OPENLDAP_USER_FILTER = "(uid={user})"
 _FIELDS = {"user", "principal", "realm"}
-_BATCH = 50  # DNs per OR filter in the iterative walk
 
 
 class Reason(StrEnum):
@@ -138,10 +134,6 @@ def in_chain_filter(group_filter: str, user_dn: str) -> str:
     return f"(&{group_filter}(member:{IN_CHAIN_RULE}:={escape_filter_chars(user_dn)}))"
 
 
-class _SearchFailed(Exception):
-    """A search answered with an error (a wrong base DN, no right to read)."""
-
-
 class Directory:
     """Async, cached, bounded group look-ups. Use from one event loop; ``clock`` is
     injectable (monotonic seconds) so tests control the TTLs."""
@@ -155,20 +147,28 @@ class Directory:
         self._inflight: dict[str, asyncio.Future[Membership]] = {}
         self._unavailable: tuple[float, Membership] | None = None
         self._pool = Offload("directory", settings.workers, settings.queue)
-        self._in_chain: bool | None = {Nesting.IN_CHAIN: True, Nesting.ITERATIVE: False}.get(
-            settings.nesting
-        )
+        from auditproxy.decide.ldap_search import GroupSearch  # it imports this module
+
+        self._search = GroupSearch(settings)
+
+    def cached(self, principal: str) -> Membership | None:
+        """The answer in the cache (or the recent outage's), without waiting; None: ask."""
+        now = self._clock()
+        hit = self._cache.get(principal.casefold())
+        if hit is not None and hit[0] > now:
+            return replace(hit[1], cached=True)
+        if self._unavailable is not None and self._unavailable[0] > now:
+            return replace(self._unavailable[1], cached=True)
+        return None
 
     async def groups(self, principal: str) -> Membership:
         """The groups of ``principal``; never raises, never waits past the deadline."""
         key = principal.casefold()
-        now = self._clock()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            self._cache.move_to_end(key)
-            return replace(hit[1], cached=True)
-        if self._unavailable is not None and self._unavailable[0] > now:
-            return replace(self._unavailable[1], cached=True)
+        known = self.cached(principal)
+        if known is not None:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+            return known
         if key in self._inflight:  # one look-up per person at a time
             return await asyncio.shield(self._inflight[key])
         future = asyncio.get_running_loop().create_future()
@@ -216,127 +216,4 @@ class Directory:
 
     def lookup(self, principal: str) -> Membership:
         """One uncached look-up (blocking; ``groups`` runs it in a worker)."""
-        s = self.settings
-        deadline = time.monotonic() + s.timeout
-        # Certificates are always verified (ldap3's default is not to), against ca_file or
-        # the system's CAs: the bind password must not go to an impostor.
-        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=s.ca_file)
-        server = ldap3.Server(s.url, connect_timeout=s.timeout, get_info=ldap3.NONE, tls=tls)
-        conn = ldap3.Connection(
-            server,
-            user=s.bind_dn,
-            password=s.bind_password,
-            receive_timeout=max(1, math.ceil(s.timeout)),  # ldap3 takes whole seconds here
-            raise_exceptions=False,
-            read_only=True,
-            auto_referrals=False,  # AD refers to other partitions: never chase them
-        )
-        try:
-            conn.open()
-            if s.start_tls and not conn.start_tls():
-                return Membership(Reason.ERROR, detail=f"StartTLS: {conn.result}")
-            if not conn.bind():
-                return Membership(Reason.BIND_FAILED, detail=_describe(conn))
-            return self._search(conn, principal, deadline)
-        except ldap_errors.LDAPSocketOpenError as exc:
-            # A refused certificate is a configuration error, not an outage.
-            tls_refused = "certificate" in str(exc).lower()
-            reason = Reason.ERROR if tls_refused else Reason.SERVER_DOWN
-            return Membership(reason, detail=str(exc)[:300])
-        except ldap_errors.LDAPCommunicationError as exc:
-            reason = Reason.TIMEOUT if "timed out" in str(exc) else Reason.SERVER_DOWN
-            return Membership(reason, detail=str(exc)[:300])
-        except TimeoutError:
-            return Membership(Reason.TIMEOUT, detail=f"deadline of {s.timeout}s passed")
-        except (ldap_errors.LDAPException, _SearchFailed) as exc:
-            return Membership(Reason.ERROR, detail=f"{type(exc).__name__}: {exc}"[:300])
-        finally:
-            conn.unbind()
-
-    def _search(self, conn: ldap3.Connection, principal: str, deadline: float) -> Membership:
-        s = self.settings
-        query = user_filter(s.user_filter, principal)
-        _before(deadline)
-        conn.search(s.base_dn, query, attributes=[], size_limit=2)
-        found = _entries(conn)
-        if len(found) != 1:  # the detail never names the person (logs may be pseudonymous)
-            what = "no entry" if not found else "several entries"
-            return Membership(Reason.USER_NOT_FOUND, detail=f"{what} matches the user filter")
-        user_dn = found[0]["dn"]
-        if self._in_chain is None:
-            self._in_chain = _is_active_directory(conn)
-        walk = self._in_chain_groups if self._in_chain else self._iterative_groups
-        groups, truncated = walk(conn, user_dn, deadline)
-        return Membership(Reason.OK, tuple(groups), user_dn, truncated=truncated)
-
-    def _in_chain_groups(
-        self, conn: ldap3.Connection, user_dn: str, deadline: float
-    ) -> tuple[list[Group], bool]:
-        s = self.settings
-        _before(deadline)
-        query = in_chain_filter(s.group_filter, user_dn)
-        conn.search(s.group_base_dn or s.base_dn, query, attributes=["cn"], size_limit=s.max_groups)
-        return [_group(e) for e in _entries(conn)], _size_exceeded(conn)
-
-    def _iterative_groups(
-        self, conn: ldap3.Connection, user_dn: str, deadline: float
-    ) -> tuple[list[Group], bool]:
-        """Breadth first, one OR search per level and batch; stops at the bounds."""
-        s = self.settings
-        found: dict[str, Group] = {}
-        frontier = [user_dn]
-        for _ in range(s.max_depth):
-            upper: list[str] = []
-            for start in range(0, len(frontier), _BATCH):
-                members = "".join(
-                    f"(member={escape_filter_chars(dn)})" for dn in frontier[start : start + _BATCH]
-                )
-                query = f"(&{s.group_filter}(|{members}))"
-                base = s.group_base_dn or s.base_dn
-                _before(deadline)
-                conn.search(base, query, attributes=["cn"], size_limit=s.max_groups + 1)
-                for entry in _entries(conn):
-                    group = _group(entry)
-                    if group.dn.lower() not in found:
-                        found[group.dn.lower()] = group
-                        upper.append(group.dn)
-                    if len(found) >= s.max_groups:
-                        return list(found.values()), True
-            frontier = upper
-            if not frontier:
-                return list(found.values()), False
-        return list(found.values()), True  # parents of the last level were not searched
-
-
-def _before(deadline: float) -> None:
-    """Stop a walk that has used up its time (the caller has given up on it already)."""
-    if time.monotonic() > deadline:
-        raise TimeoutError
-
-
-def _entries(conn: ldap3.Connection) -> list[dict]:
-    if conn.result.get("description") not in ("success", "sizeLimitExceeded"):
-        raise _SearchFailed(_describe(conn))
-    return [r for r in conn.response or () if r.get("type") == "searchResEntry"]
-
-
-def _size_exceeded(conn: ldap3.Connection) -> bool:
-    return conn.result.get("description") == "sizeLimitExceeded"
-
-
-def _group(entry: dict) -> Group:
-    cn = entry.get("attributes", {}).get("cn") or [entry["dn"]]
-    return Group(str(cn[0] if isinstance(cn, list) else cn), entry["dn"])
-
-
-def _is_active_directory(conn: ldap3.Connection) -> bool:
-    conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["supportedCapabilities"])
-    for entry in _entries(conn):
-        if AD_CAPABILITY in entry.get("attributes", {}).get("supportedCapabilities", []):
-            return True
-    return False
-
-
-def _describe(conn: ldap3.Connection) -> str:
-    result = conn.result or {}
-    return f"{result.get('description')}: {result.get('message', '')}".strip()[:300]
+        return self._search.lookup(principal)

@@ -35,35 +35,20 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import gssapi
 import gssapi.exceptions
 import gssapi.raw
 
-from .offload import Busy, Offload
+from auditproxy.decide.auth import Outcome
+from auditproxy.decide.offload import Busy, Offload
 
 SCHEME = "Negotiate"
 # Active Directory tickets carry the PAC (group SIDs): Windows allows 48 000-byte tokens;
 # a little more, then refused without decoding.
 MAX_TOKEN_BYTES = 64 * 1024
 _NTLM_SIGNATURE = b"NTLMSSP\x00"
-
-
-class Outcome(StrEnum):
-    """Why a token was accepted or refused: one value per metric label, never a user."""
-
-    OK = "ok"
-    BAD_TOKEN = "bad_token"  # not base64, empty, too large, not a GSSAPI token, corrupted
-    NOT_KERBEROS = "not_kerberos"  # NTLM, or SPNEGO that needs another round trip
-    EXPIRED = "expired"  # the ticket's end time has passed
-    WRONG_KEY = "wrong_key"  # a ticket for another service, or a key the keytab lacks
-    REPLAY = "replay"  # this authenticator was accepted before
-    CLOCK_SKEW = "clock_skew"  # the client's clock (or ours) is off by more than allowed
-    TIMEOUT = "timeout"  # no answer within the deadline
-    BUSY = "busy"  # every worker busy and the queue full: refused at once
-    ERROR = "error"  # anything else the library reported (see ``detail``)
 
 
 @dataclass(frozen=True, slots=True)

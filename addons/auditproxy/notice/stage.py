@@ -33,7 +33,7 @@ from auditproxy.notice.keys import ACK_PATH, NoticeKeys, Visit, safe_return_path
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.notice.store import NoticeState
 from auditproxy.policy.days import Calendar
-from auditproxy.policy.model import Action, Policy
+from auditproxy.policy.model import Action, NoticeSettings, Policy
 
 logger = logging.getLogger("auditproxy")
 
@@ -47,6 +47,11 @@ NOT_A_PAGE = frozenset(
         SkipReason.NOT_DOCUMENT,
     }
 )
+
+
+def wording(engine: Engine, decision: Decision) -> NoticeSettings:
+    """The notice this person gets: their policy group's wording and scope, or the policy's."""
+    return decision.notice or engine.policy.notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +84,12 @@ class NoticeStage:
 
     @staticmethod
     def check(policy: Policy) -> None:
-        """Render the policy's notice once: a bad link fails the policy load, not a page."""
-        texts = policy.notice.ordered_texts()
-        if texts:
-            render_banner(texts, ack_url=ACK_PATH)
+        """Render the policy's notices once (its own, and each group's): a bad link fails
+        the policy load, not a page."""
+        for notice in (policy.notice, *(g.notice for g in policy.groups if g.notice)):
+            texts = notice.ordered_texts()
+            if texts:
+                render_banner(texts, ack_url=ACK_PATH)
 
     def configure(self, engine: Engine, calendar: Calendar) -> None:
         self.keys = NoticeKeys(engine.secret)
@@ -93,7 +100,7 @@ class NoticeStage:
         return Visit(
             self.calendar.today(),
             self.keys.user(decision.identity.key),
-            scope_of(decision, engine.policy.notice.scope),
+            scope_of(decision, wording(engine, decision).scope),
         )
 
     def candidate(
@@ -112,7 +119,7 @@ class NoticeStage:
         counted), or None: not a page, not due, or already seen today."""
         if not (decision.allowed_client and decision.match.notice):
             return None
-        if decision.action is not Action.MONITOR or not engine.policy.notice.languages:
+        if decision.action is not Action.MONITOR or not wording(engine, decision).languages:
             return None
         if fetch_dest is not None and fetch_dest.strip().lower() != b"document":
             return None  # an image, a script, a frame, fetch(): not a page (most requests)
@@ -179,7 +186,7 @@ class NoticeStage:
             f"{ACK_PATH}?r={quote(path, safe='')}&d={visit.day.toordinal()}"
             f"&s={quote(visit.scope, safe='')}&t={token}"
         )
-        banner = render_banner(engine.policy.notice.ordered_texts(), ack_url=ack_url)
+        banner = render_banner(wording(engine, decision).ordered_texts(), ack_url=ack_url)
         result = insert.inject(
             content,
             banner,

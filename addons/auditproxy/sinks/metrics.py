@@ -22,6 +22,7 @@ from prometheus_client import (
 from auditproxy import __version__
 from auditproxy.decide.destinations import REASONS as DESTINATION_REASONS
 from auditproxy.policy.days import Calendar
+from auditproxy.sinks.identity_metrics import IdentityMetrics
 
 # `*_created` series double every counter's cardinality and no dashboard reads them.
 disable_created_metrics()
@@ -54,6 +55,8 @@ ERROR_STAGES = (  # the add-on's stages and upkeep tasks that can fault
     "state",
     "tunnel",
     "reload",
+    "auth",
+    "directory",
 )
 STATE_BACKENDS = ("sqlite", "redis", "memory")
 REFUSAL_REASONS = (
@@ -213,6 +216,7 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        self.identity = IdentityMetrics(r)  # authentication, groups, balancers
         self.build_info.labels(__version__, mitmproxy_version).set(1)
         for outcome in ("written", "dropped"):
             self.log_records.labels(outcome)
