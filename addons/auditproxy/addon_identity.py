@@ -260,12 +260,10 @@ class Authenticate(Stage):
         elif step.kind is Kind.CHALLENGE:
             recorder.auth_challenged(step.reason or "")
             values = challenge(engine.policy.auth, engine.policy.name)
-            headers = http.Headers(
-                [(b"Proxy-Authenticate", v.encode()) for v in values]
-                + [(k.encode(), v.encode()) for k, v in pages.PAGE_HEADERS.items()]
-            )
-            flow.response = http.Response.make(407, pages.auth_required_page(engine.policy))
-            flow.response.headers = headers
+            headers = [(b"Proxy-Authenticate", v.encode()) for v in values]
+            headers += [(k.encode(), v.encode()) for k, v in pages.PAGE_HEADERS.items()]
+            page = pages.auth_required_page(engine.policy)
+            flow.response = http.Response.make(407, page, headers)
             state.answered = Answered.AUTH_REQUIRED
         if connect:
             self.connection(flow.client_conn).tunnel_auth = state.auth

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from auditproxy import __version__
-from auditproxy.decide.classify import Classifier
 from auditproxy.policy.load import DEFAULT_POLICY, load_policy
 from auditproxy.policy.model import PolicyError
 
@@ -67,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     classify = sub.add_parser("classify", help="show what the policy says about URLs (JSON)")
     classify.add_argument("--policy", metavar="FILE", help="policy file (default: the example)")
+    classify.add_argument(
+        "--user", metavar="NAME", help="for this person (a user name or Kerberos principal)"
+    )
+    classify.add_argument(
+        "--groups",
+        metavar="GROUP,...",
+        default="",
+        help="the person's directory groups (comma-separated): their policy group applies",
+    )
     classify.add_argument("urls", nargs="+", metavar="URL")
 
     pseudonym = sub.add_parser(
@@ -128,6 +136,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             for problem in e.problems:
                 print(problem.format(file), flush=True)
             continue
+        for warning in policy.warnings:  # valid, but worth a word (exit status 0)
+            print(warning.format(file), flush=True)
         domains = sum(len(s.domains) for s in policy.sites)
         print(
             f"{file}: ok: {policy.name!r}, {len(policy.categories)} categories, "
@@ -144,15 +154,23 @@ def cmd_classify(args: argparse.Namespace) -> int:
         for problem in e.problems:
             print(problem.format(file), file=sys.stderr)
         return 1
-    classifier = Classifier(policy)
+    from auditproxy.decide.decision import Engine, override
+    from auditproxy.decide.names import normalize_name
+
+    engine = Engine(policy, b"\0" * 32)  # no pseudonyms shown: no key needed
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    group = engine.first_group(groups)
+    notice = group.notice if group is not None and group.notice else policy.notice
+    log_as = group.log_as if group is not None and group.log_as else policy.identity.log_as
     failed = False
     for url in args.urls:
         try:
-            host, match = classifier.classify_url(url)
+            host, match = engine.classifier.classify_url(url)
         except ValueError as e:
             failed = True
             print(json.dumps({"url": url, "error": str(e)}), flush=True)
             continue
+        match = override(match, group)
         record = {
             "url": url,
             "host": host,
@@ -160,12 +178,31 @@ def cmd_classify(args: argparse.Namespace) -> int:
             "site": match.site,
             "action": match.action.value,
             "rule": match.rule,
-            "notice": match.notice,
+            "notice": match.notice and bool(notice.languages),
             "policy": policy.name,
             "policy_sha256": policy.sha256,
         }
+        if args.user is not None or groups:
+            fold = policy.identity.case.value == "insensitive"
+            user = _user_name(args.user, policy.auth.realm) if args.user else None
+            record.update(
+                {
+                    "user": normalize_name(user, fold) if user else None,
+                    "groups": groups,
+                    "group": group.name if group is not None else None,
+                    "log_as": log_as.value,
+                    "notice_scope": notice.scope.value,
+                    "notice_languages": list(notice.languages),
+                }
+            )
         print(json.dumps(record), flush=True)
     return 1 if failed else 0
+
+
+def _user_name(user: str, realm: str | None) -> str:
+    """A principal of the policy's realm is known by its bare name, as the proxy logs it."""
+    name, at, its_realm = user.rpartition("@")
+    return name if at and name and realm and its_realm.upper() == realm else user
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:

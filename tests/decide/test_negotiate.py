@@ -85,7 +85,10 @@ def test_decode_refuses_what_is_not_a_kerberos_token(value: str, outcome: Outcom
 
 
 def test_decode_returns_the_token_of_any_scheme_spelling() -> None:
-    assert decode("  negotiate  YWJj ") == b"abc"
+    assert decode("  negotiate  YGFiYw== ") == b"\x60abc"  # [APPLICATION 0] first
+    # Anything else is no GSS-API initial token (MIT would say "unspecified failure").
+    not_initial = decode("Negotiate YWJj")
+    assert isinstance(not_initial, Result) and not_initial.outcome is Outcome.BAD_TOKEN
     assert scheme_of("NEGOTIATE YWJj") == "negotiate"
     assert scheme_of("Basic x") == "basic"
 

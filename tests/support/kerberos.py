@@ -74,6 +74,10 @@ class KerberosRealm:
         require_programs(PROGRAMS)
         self._write_config()
         self._run("kdb5_util", "create", "-s", "-r", self.realm, "-P", "master-password")
+        return self.start_again()
+
+    def start_again(self) -> KerberosRealm:
+        """Start the KDC (again, after ``stop``) on the same port with the same database."""
         command = ["timeout", "--kill-after=5", str(int(self.lifetime))]
         command += [_which("krb5kdc"), "-n", "-r", self.realm]
         self.process = subprocess.Popen(

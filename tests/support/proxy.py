@@ -31,8 +31,10 @@ class AuditProxyProcess:
         upstream_mode: str | None = None,
         upstream_ca: Path | None = None,
         start: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.env = env or {}  # e.g. KRB5_CONFIG for a test realm
         self.port = free_port()
         self.metrics_port = free_port()
         self.confdir = workdir / "conf"
@@ -79,7 +81,8 @@ class AuditProxyProcess:
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, **faketime_env()},  # a shifted test clock (support.clock)
+                # a shifted test clock (support.clock)
+                env={**os.environ, **faketime_env(), **self.env},
             )
         try:
             deadline = time.monotonic() + timeout

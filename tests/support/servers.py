@@ -37,3 +37,15 @@ def require_programs(programs: Mapping[str, str]) -> None:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_module(module: str, install: str) -> None:
+    """Skip the test (fail it under CI) unless the Python module imports."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return
+    message = f"needs the Python module {module}: {install}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)

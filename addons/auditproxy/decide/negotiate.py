@@ -49,6 +49,7 @@ SCHEME = "Negotiate"
 # a little more, then refused without decoding.
 MAX_TOKEN_BYTES = 64 * 1024
 _NTLM_SIGNATURE = b"NTLMSSP\x00"
+_INITIAL_TOKEN = b"\x60"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,11 @@ def decode(header_value: str) -> bytes | Result:
         return Result(Outcome.BAD_TOKEN, detail="token is not base64")
     if _NTLM_SIGNATURE in token:  # raw NTLM, or NTLM wrapped in SPNEGO
         return Result(Outcome.NOT_KERBEROS, detail="NTLM token (no Kerberos ticket)")
+    if token[:1] != _INITIAL_TOKEN:
+        # A first token is always GSS-API's InitialContextToken ([APPLICATION 0], RFC 2743
+        # 3.1): SPNEGO's NegTokenInit or Kerberos' AP-REQ. MIT answers anything else with
+        # an "unspecified failure" whose minor code says "Success".
+        return Result(Outcome.BAD_TOKEN, detail="not a GSS-API initial context token")
     return token
 
 
