@@ -37,7 +37,7 @@ from auditproxy.decide.decision import Engine
 from auditproxy.decide.forwarded import HEADER, Forwarding
 from auditproxy.decide.identity import canonical_address
 from auditproxy.flowstate import KEY, Answered, ConnectionState, FlowState
-from auditproxy.identity_options import REPLAY_CACHE_NAME
+from auditproxy.identity_options import IDENTITY_OPTIONS, REPLAY_CACHE_NAME
 from auditproxy.identity_services import AuthOptions, IdentityServices, directory_settings
 from auditproxy.policy.model import AuthMethod
 from auditproxy.runtime import Runtime
@@ -98,7 +98,7 @@ class IdentityOptions:
             ):
                 values = {
                     name.removeprefix(_PREFIX): getattr(options, name)
-                    for name in options
+                    for name, *_ in IDENTITY_OPTIONS
                     if name.startswith("auditproxy_directory")
                 }
                 self.services.set_directory(directory_settings(values))
