@@ -106,8 +106,10 @@ def test_chromium_signs_in_without_a_prompt_over_http_and_https(desk: Desk) -> N
     assert prompts == []
     records = proxy.wait_for_records(
         2,
-        lambda r: r.get("http.response.status_code") == 200
-        and r.get("url.domain") in ("intranet-news.test", "www.facebook.com"),
+        lambda r: (
+            r.get("http.response.status_code") == 200
+            and r.get("url.domain") in ("intranet-news.test", "www.facebook.com")
+        ),
     )
     by_domain = {r["url.domain"]: r for r in records}
     assert by_domain["intranet-news.test"]["user.name"] == "alice"
