@@ -434,7 +434,7 @@ def exchange(
 
 def upstream_credentials() -> str | None:
     """The `Proxy-Authorization` value mitmproxy sends a parent proxy (upstream_auth)."""
-    auth = ctx.options.upstream_auth
+    auth = getattr(ctx.options, "upstream_auth", None)  # mitmproxy's add-on declares it
     return "Basic " + base64.b64encode(auth.encode()).decode() if auth else None
 
 

@@ -16,7 +16,7 @@ from mitmproxy import http
 
 from auditproxy.addon_identity import IdentityOptions
 from auditproxy.decide.decision import Engine
-from auditproxy.decide.directory import Directory, Membership
+from auditproxy.decide.directory import Directory, Membership, Reason
 from auditproxy.flowstate import FlowState
 from auditproxy.policy.model import IdentitySource
 from auditproxy.runtime import Runtime
@@ -75,7 +75,7 @@ class Groups(Stage):
         connect: bool,
     ) -> None:
         membership = await directory.groups(principal)
-        if not membership.ok and not membership.cached:
+        if membership.reason not in (Reason.OK, Reason.USER_NOT_FOUND) and not membership.cached:
             logger.warning(
                 "directory look-up failed (%s): no groups for now. %s",
                 membership.reason.value,

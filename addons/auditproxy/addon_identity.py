@@ -113,7 +113,7 @@ class IdentityOptions:
         methods = engine.policy.auth.methods
         if not methods or not hasattr(options, "auditproxy_keytab"):
             return
-        if options.proxyauth:
+        if getattr(options, "proxyauth", None):
             raise ValueError(
                 "the policy's auth and mitmproxy's proxyauth option both ask for proxy "
                 "authentication (proxyauth answers first, with Basic only): unset proxyauth, "

@@ -154,55 +154,20 @@ def cmd_classify(args: argparse.Namespace) -> int:
         for problem in e.problems:
             print(problem.format(file), file=sys.stderr)
         return 1
-    from auditproxy.decide.decision import Engine, override
-    from auditproxy.decide.names import normalize_name
+    from auditproxy.decide.explain import Explainer
 
-    engine = Engine(policy, b"\0" * 32)  # no pseudonyms shown: no key needed
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-    group = engine.first_group(groups)
-    notice = group.notice if group is not None and group.notice else policy.notice
-    log_as = group.log_as if group is not None and group.log_as else policy.identity.log_as
+    explain = Explainer(policy, args.user, groups)
     failed = False
     for url in args.urls:
         try:
-            host, match = engine.classifier.classify_url(url)
+            record = explain(url)
         except ValueError as e:
             failed = True
             print(json.dumps({"url": url, "error": str(e)}), flush=True)
             continue
-        match = override(match, group)
-        record = {
-            "url": url,
-            "host": host,
-            "category": match.category,
-            "site": match.site,
-            "action": match.action.value,
-            "rule": match.rule,
-            "notice": match.notice and bool(notice.languages),
-            "policy": policy.name,
-            "policy_sha256": policy.sha256,
-        }
-        if args.user is not None or groups:
-            fold = policy.identity.case.value == "insensitive"
-            user = _user_name(args.user, policy.auth.realm) if args.user else None
-            record.update(
-                {
-                    "user": normalize_name(user, fold) if user else None,
-                    "groups": groups,
-                    "group": group.name if group is not None else None,
-                    "log_as": log_as.value,
-                    "notice_scope": notice.scope.value,
-                    "notice_languages": list(notice.languages),
-                }
-            )
         print(json.dumps(record), flush=True)
     return 1 if failed else 0
-
-
-def _user_name(user: str, realm: str | None) -> str:
-    """A principal of the policy's realm is known by its bare name, as the proxy logs it."""
-    name, at, its_realm = user.rpartition("@")
-    return name if at and name and realm and its_realm.upper() == realm else user
 
 
 def cmd_pseudonym(args: argparse.Namespace) -> int:
