@@ -356,3 +356,25 @@ async def test_basic_credentials_are_checked_off_the_loop(harness):
     bad = "Basic " + __import__("base64").b64encode(b"grace:nope").decode()
     assert await services.validate(AuthMethod.BASIC, bad) == (Outcome.INVALID, None)
     assert await services.validate(AuthMethod.BASIC, "Basic !!") == (Outcome.BAD_TOKEN, None)
+
+
+async def test_a_bypassed_tunnel_behind_the_balancer_records_the_client(harness):
+    from types import SimpleNamespace
+
+    from mitmproxy.proxy.context import Context
+    from mitmproxy.proxy.layers import tls as tls_layer
+    from mitmproxy.tls import ClientHelloData
+
+    use_policy(harness, BALANCERS)
+    client = client_at(BALANCER)
+    connect = flow_on(client, "http://bank.test:443/", {"X-Forwarded-For": "10.7.7.7"}, "CONNECT")
+    await run(harness, "http_connect", connect)
+    context = Context(client, harness.tctx.options)
+    context.server.address = ("bank.test", 443)
+    hello = ClientHelloData(context, SimpleNamespace(sni="bank.test"))
+    await harness.tctx.master.addons.invoke_addon(
+        harness.addon, tls_layer.TlsClienthelloHook(hello)
+    )
+    assert hello.ignore_connection is True
+    (record,) = harness.records("tunnel")
+    assert record["source.ip"] == "10.7.7.7" and record["user.name"] == "10.7.7.7"

@@ -27,11 +27,17 @@ from mitmproxy.proxy import mode_specs, server_hooks
 
 from auditproxy.decide.decision import Decision, Engine
 from auditproxy.decide.destinations import parse_ip
-from auditproxy.decide.identity import canonical_address
 from auditproxy.flowstate import KEY, Counts, FlowState
 from auditproxy.policy.model import Action
 from auditproxy.sinks.connections import Traffic
-from auditproxy.stages import Stage, guarded, server_address, state_of
+from auditproxy.stages import (
+    Stage,
+    connection_client,
+    flow_client,
+    guarded,
+    server_address,
+    state_of,
+)
 
 RESOLVE_SECONDS = 5.0  # a name that does not resolve within this is left to mitmproxy
 
@@ -128,7 +134,7 @@ class RecordConnections(Stage):
         state.recorded = True
         response = flow.response
         error = flow.server_conn.error or (response.reason if response else "") or "failed"
-        client = canonical_address(flow.client_conn.peername[0])
+        client = flow_client(self.connections, flow)
         self.runtime.recorder.connect_failure(state.decision, flow.request.port, client, error)
 
     @guarded("log")
@@ -144,7 +150,7 @@ class RecordConnections(Stage):
         if decision is None:
             return
         address = data.context.server.address
-        client = canonical_address(data.context.client.peername[0])
+        client = connection_client(self.connections, data.context.client)
         message = data.conn.error or "handshake failed"
         port = address[1] if address else 443
         self.runtime.recorder.tls_failure(decision, port, client, side, message)
@@ -220,20 +226,21 @@ class RecordConnections(Stage):
             host = address[0] if address else None
             decision = engine.decide(
                 host=host,
-                client_address=client.peername[0],  # type: ignore[attr-defined]
+                client_address=connection_client(self.connections, client),  # type: ignore[arg-type]
                 connect_to=host,
             )
         return decision
 
-    @staticmethod
-    def _traffic(flow: http.HTTPFlow | tcp.TCPFlow, counts: Counts, address: object) -> Traffic:
+    def _traffic(
+        self, flow: http.HTTPFlow | tcp.TCPFlow, counts: Counts, address: object
+    ) -> Traffic:
         port = address[1] if isinstance(address, tuple) else 0
         start = flow.timestamp_created
         end = flow.client_conn.timestamp_end or time.time()
         error = flow.error.msg if flow.error else None
         return Traffic(
             port=port,
-            client_address=canonical_address(flow.client_conn.peername[0]),
+            client_address=flow_client(self.connections, flow),  # type: ignore[arg-type]
             destination=server_address(flow.server_conn),
             bytes_from_client=counts.bytes_from_client,
             bytes_from_server=counts.bytes_from_server,

@@ -57,7 +57,8 @@ class Groups(Stage):
         if identity.source is IdentitySource.ADDRESS or not state.decision.allowed_client:
             return None
         principal = identity.name
-        if state.auth is not None and state.auth.user and tunnel is not None:
+        proven = state.auth is not None and state.auth.user is not None
+        if proven and identity.source is IdentitySource.PROXY_AUTH and tunnel is not None:
             principal = tunnel.auth.principal or principal  # the full one, with its realm
         known = directory.cached(principal)
         if known is not None:

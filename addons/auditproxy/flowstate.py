@@ -66,10 +66,6 @@ class FlowState:
     """One request's way through the pipeline."""
 
     headers: dict[bytes, bytes]  # the request's headers by lower-case name (first value)
-    # who: the request's own client (behind a trusted balancer, the forwarded address) and
-    # what proxy authentication proved (`addon_identity`); before decide
-    client: ClientAddress | None = None
-    auth: AuthNote | None = None
     decision: Decision | None = None  # decide: classify -> identify -> decide
     answered: Answered | None = None  # enforce or notice: the proxy answered itself
     acknowledged_scope: str | None = None  # notice: its record is `notice-acknowledged`
@@ -79,6 +75,10 @@ class FlowState:
     streamed: ByteCounter | None = None  # the body was streamed: its size is counted here
     traffic: Counts | None = None  # a WebSocket or raw TCP flow: what went through it
     recorded: bool = False  # the recorder wrote its record
+    # Who, before decide (`addon_identity`): the request's own client (behind a trusted
+    # balancer, the forwarded address) and what proxy authentication proved.
+    client: ClientAddress | None = None
+    auth: AuthNote | None = None
 
     def header(self, name: bytes) -> str | None:
         """A request header's first value by lower-case name."""
