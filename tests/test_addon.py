@@ -378,7 +378,7 @@ async def test_sighup_rereads_policy_and_key_even_if_unchanged(harness, tmp_path
 def test_response_head_size_is_what_mitmproxy_writes_in_http1():
     """HTTP/1: the status line and headers as sent. HTTP/2 (headers compressed on the
     wire): the same head in the HTTP/1.1 form mitmproxy would write (README)."""
-    from auditproxy.addon import head_size
+    from auditproxy.stages import head_size
 
     request = tutils.treq()
     response = tutils.tresp(reason=b"Fine")

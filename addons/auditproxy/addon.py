@@ -27,28 +27,24 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from mitmproxy import connection, ctx, http, tls
-from mitmproxy.net.http.status_codes import RESPONSES
 
 from auditproxy.addon_connections import Gate, RecordConnections
 from auditproxy.addon_groups import Groups
 from auditproxy.addon_identity import Authenticate, IdentityOptions
 from auditproxy.decide import pages
-from auditproxy.decide.decision import Decision, Engine
-from auditproxy.decide.identity import canonical_address
+from auditproxy.decide.decision import BAD_HOST, Decision, Engine
 from auditproxy.flowstate import KEY, Answered, ByteCounter, ConnectionState, FlowState
 from auditproxy.notice.insert import update_headers_after_injection
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.notice.stage import Delivery
+from auditproxy.policy.hosts import normalize_host
 from auditproxy.policy.model import Action
 from auditproxy.runtime import Runtime
-from auditproxy.sinks.records import Exchange, strip_query
 from auditproxy.stages import (
     Stage,
-    connection_client,
-    flow_client,
+    exchange_of,
     guarded,
     request_view,
-    server_address,
     state_of,
 )
 
@@ -60,8 +56,6 @@ HOOKS = (
     "tls_failed_client",
     "tls_failed_server",
     "server_connect",
-    "server_connected",
-    "server_connect_error",
     "responseheaders",
     "response",
     "error",
@@ -71,7 +65,23 @@ HOOKS = (
     "tcp_message",
     "tcp_end",
     "tcp_error",
+    "client_disconnected",
 )
+
+
+def host_is_clear(flow: http.HTTPFlow, state: FlowState) -> bool:
+    """One Host header, that names a host (origins read a malformed one in their own ways:
+    `blocked.test:x` is `blocked.test` to nginx)."""
+    if sum(1 for name, _ in flow.request.headers.fields if name.lower() == b"host") > 1:
+        return False
+    host = requested_host(flow, state)
+    if host is None:
+        return True
+    try:
+        normalize_host(host)
+    except ValueError:
+        return False
+    return True
 
 
 def requested_host(flow: http.HTTPFlow, state: FlowState) -> str | None:
@@ -103,6 +113,7 @@ class Decide(Stage):
             return  # no tunnel yet: the client asks again with its credential
         tunnel = self.connection(flow.client_conn)
         tunnel.connect_decision = state.decision
+        tunnel.connect_port = flow.request.port
         if state.decision.allowed_client:  # who opened the tunnel speaks for its requests
             proxyauth = flow.metadata.get("proxyauth")
             tunnel.tunnel_user = proxyauth[0] if proxyauth else None
@@ -123,6 +134,8 @@ class Decide(Stage):
             header, inner = tunnel.tunnel_header, header
         self._strip_proxy_headers(flow, state)
         state.decision = self._decide(engine, flow, state, header, inner)
+        if not host_is_clear(flow, state):
+            state.decision = state.decision.refused(BAD_HOST)
 
     @guarded("tunnel")
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
@@ -138,7 +151,7 @@ class Decide(Stage):
         tunnel.tls_decision = engine.decide(
             host=sni or server_host,
             sni=sni,
-            client_address=connection_client(self.connections, client),
+            client_address=self.client_of(client),
             proxyauth_user=tunnel.tunnel_user,
             header_value=tunnel.tunnel_header,
             connect_to=server_host,
@@ -235,6 +248,9 @@ class Enforce(Stage):
         decision = state.decision
         if not decision.allowed_client:
             self._answer(flow, state, Answered.REFUSED, pages.refused_page(engine.policy))
+        elif decision.refusal == BAD_HOST:
+            page = pages.bad_request_page(engine.policy)
+            self._answer(flow, state, Answered.REFUSED, page, status=400)
         elif decision.refusal is not None:
             page = pages.refused_destination_page(engine.policy, decision.destination or "")
             self._answer(flow, state, Answered.REFUSED, page)
@@ -256,9 +272,11 @@ class Enforce(Stage):
             data.establish_server_tls_first = False
 
     @staticmethod
-    def _answer(flow: http.HTTPFlow, state: FlowState, why: Answered, page: bytes) -> None:
+    def _answer(
+        flow: http.HTTPFlow, state: FlowState, why: Answered, page: bytes, status: int = 403
+    ) -> None:
         state.answered = why
-        flow.response = http.Response.make(403, page, pages.PAGE_HEADERS)
+        flow.response = http.Response.make(status, page, pages.PAGE_HEADERS)
 
 
 # ---------------------------------------------------------------------------------- notice
@@ -346,7 +364,8 @@ class Record(Stage):
     def http_connect(self, flow: http.HTTPFlow) -> None:
         state = state_of(flow)
         if state is not None and state.answered is not None:  # refused: no response hook
-            self.runtime.recorder.request(state, exchange(flow, state, self.connections))
+            self.connection(flow.client_conn).records += 1
+            self.runtime.recorder.request(state, exchange_of(flow, state))
 
     @guarded("log")
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
@@ -355,7 +374,7 @@ class Record(Stage):
         if decision is None:
             return
         address = data.context.server.address
-        client = connection_client(self.connections, data.context.client)
+        client = self.client_of(data.context.client)
         self.runtime.recorder.tunnel(decision, address[1] if address else 443, client)
 
     @guarded("metrics")
@@ -387,7 +406,8 @@ class Record(Stage):
         refusal = tunnel.refused.get(asked) if tunnel is not None else None
         if refusal is not None and refusal != "blocked" and state.decision.refusal is None:
             state.decision = state.decision.refused(refusal)  # found after resolution
-        self.runtime.recorder.request(state, exchange(flow, state, self.connections))
+        self.connection(flow.client_conn).records += 1
+        self.runtime.recorder.request(state, exchange_of(flow, state))
 
 
 def fresh_state(flow: http.HTTPFlow) -> FlowState:
@@ -397,68 +417,10 @@ def fresh_state(flow: http.HTTPFlow) -> FlowState:
     return state if state is not None else FlowState(request_view(flow))
 
 
-def exchange(
-    flow: http.HTTPFlow, state: FlowState, connections: WeakKeyDictionary | None = None
-) -> Exchange:
-    """What the access record needs to know about one HTTP exchange, off the flow."""
-    request, response = flow.request, flow.response
-    if state.streamed is not None:
-        size: int | None = state.streamed.total
-    elif response is not None:
-        size = len(response.raw_content) if response.raw_content is not None else None
-    else:
-        size = None
-    end = response.timestamp_end if response is not None else None
-    if end is None and flow.error is not None:
-        end = flow.error.timestamp
-    duration = int((end - request.timestamp_start) * 1e9) if end else None
-    return Exchange(
-        method=request.method,
-        scheme=request.scheme,
-        port=request.port,
-        path=strip_query(request.path),
-        http_version=request.http_version.removeprefix("HTTP/"),
-        status=response.status_code if response is not None else None,
-        response_bytes=size,
-        response_head_bytes=head_size(request, response) if response is not None else None,
-        duration_ns=duration,
-        client_address=(
-            flow_client(connections, flow)
-            if connections is not None
-            else canonical_address(flow.client_conn.peername[0])
-        ),
-        error=_safe_error(flow.error.msg) if flow.error else None,
-        destination=server_address(flow.server_conn),
-    )
-
-
 def upstream_credentials() -> str | None:
     """The `Proxy-Authorization` value mitmproxy sends a parent proxy (upstream_auth)."""
     auth = getattr(ctx.options, "upstream_auth", None)  # mitmproxy's add-on declares it
     return "Basic " + base64.b64encode(auth.encode()).decode() if auth else None
-
-
-def head_size(request: http.Request, response: http.Response) -> int:
-    """The response's status line and headers in bytes, as mitmproxy writes them for an
-    HTTP/1 client (CRLFs included). HTTP/2 and HTTP/3 heads are counted in that same
-    HTTP/1.1 form: their compressed (HPACK/QPACK) size is not known to add-ons."""
-    data = response.data
-    version, reason = data.http_version, data.reason
-    if request.is_http2 or request.is_http3 or response.is_http2 or response.is_http3:
-        version, reason = b"HTTP/1.1", RESPONSES.get(response.status_code, "").encode()
-    size = len(version) + len(reason) + len(str(response.status_code)) + 6  # 2 SP, 2 CRLF
-    for name, value in data.headers.fields:
-        size += len(name) + len(value) + 4  # ": " and CRLF
-    return size
-
-
-def _safe_error(message: str) -> str:
-    """An error message without anything that looks like a URL's query string."""
-    words = [strip_query(w) if "?" in w else w for w in message.split()]
-    return " ".join(words)[:300]
-
-
-# ---------------------------------------------------------------------------------- the add-on
 
 
 class Pipeline:

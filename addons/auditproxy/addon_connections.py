@@ -3,9 +3,9 @@ every connection that is not one HTTP request.
 
     Gate               before any server connection opens (`server_connect`, every mode):
                        a tunnel to a blocked site or a refused destination never gets one;
-                       a name is resolved and every address it has is checked (loopback,
-                       link-local, the proxy's own host...), then the connection is pinned
-                       to the checked address, so that a second resolution cannot differ
+                       a name is checked in the very resolution mitmproxy makes for the
+                       connection (every address it has: loopback, link-local, the proxy's
+                       own host...), so no second lookup can answer differently
     RecordConnections  raw TCP inside a tunnel and WebSocket connections (bytes and
                        messages counted each way as they pass, never kept), failed TLS
                        handshakes (client or server side, with a bounded reason), and
@@ -19,27 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import socket
 import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
 
-from mitmproxy import ctx, http, tcp, tls
+from mitmproxy import connection, ctx, http, tcp, tls
 from mitmproxy.proxy import mode_specs, server_hooks
 
 from auditproxy.decide.decision import Decision, Engine
 from auditproxy.decide.destinations import parse_ip
-from auditproxy.flowstate import KEY, Counts, FlowState
+from auditproxy.flowstate import KEY, ConnectionState, Counts, FlowState
 from auditproxy.policy.model import Action
 from auditproxy.sinks.connections import Traffic
-from auditproxy.stages import (
-    Stage,
-    connection_client,
-    flow_client,
-    guarded,
-    server_address,
-    state_of,
-)
-
-RESOLVE_SECONDS = 5.0  # a name that does not resolve within this is left to mitmproxy
+from auditproxy.stages import Stage, exchange_of, guarded, server_address, state_of
 
 
 def upstream_addresses() -> frozenset[tuple[str, int]]:
@@ -57,6 +50,50 @@ def _parents(modes: tuple[str, ...]) -> frozenset[tuple[str, int]]:
     return frozenset(found)
 
 
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """What the next name resolution in this task is for: one server connection."""
+
+    host: str
+    port: int
+    engine: Engine
+    tunnel: ConnectionState
+
+
+# Set by `Gate.server_connect` in the task that is about to open the connection, read by
+# the resolver guard when mitmproxy resolves the name in that same task.
+_CHECKING: ContextVar[_Check | None] = ContextVar("auditproxy_destination_check", default=None)
+
+
+def guard_resolver(loop: asyncio.AbstractEventLoop) -> None:
+    """Check every address mitmproxy's own resolution returns, in that very resolution.
+
+    A second, separate lookup by the proxy could be answered differently (a name whose DNS
+    fails, or changes, between two lookups): the check must be on the addresses the
+    connection will use. mitmproxy connects with `asyncio.open_connection`, which resolves
+    names through the loop's `getaddrinfo`; this wraps it, and acts only on the name that
+    `Gate.server_connect` announced in the same task (nothing else the loop resolves).
+    """
+    if getattr(loop, "_auditproxy_resolver_guard", False):
+        return
+    resolve = loop.getaddrinfo
+
+    async def getaddrinfo(host: Any, port: Any, **kwargs: Any) -> list[Any]:
+        infos = await resolve(host, port, **kwargs)
+        check = _CHECKING.get()
+        if check is not None and host == check.host:
+            addresses = [parse_ip(str(info[4][0])) for info in infos]
+            for ip in addresses:
+                reason = check.engine.destinations.refusal_for_address(ip) if ip else None
+                if reason is not None:
+                    check.tunnel.refused[(check.host, check.port)] = reason
+                    raise OSError(f"auditproxy refused this destination ({reason})")
+        return infos
+
+    loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+    loop._auditproxy_resolver_guard = True  # type: ignore[attr-defined]
+
+
 class Gate(Stage):
     """No server connection to a blocked site or a forbidden address."""
 
@@ -65,60 +102,31 @@ class Gate(Stage):
         engine, server = self.runtime.engine, data.server
         if engine is None or server.address is None or server.error:
             return
-        tunnel = self.connections.get(data.client)
-        decision = tunnel.decision() if tunnel is not None else None
+        tunnel = self.connection(data.client)
+        decision = tunnel.decision()
         if decision is not None and (decision.refusal or decision.action is Action.BLOCK):
-            self._refuse(data, decision.refusal or "blocked")
+            self._refuse(data, tunnel, decision.refusal or "blocked")
             return
         host, port = server.address[0], server.address[1]
         if (host, port) in upstream_addresses():
             return  # the operator's parent proxy: it resolves and connects for us
-        addresses = await self._resolve(host, port)
-        for address in addresses:
-            ip = parse_ip(address)
-            reason = engine.destinations.refusal_for_address(ip) if ip is not None else None
+        ip = parse_ip(host)
+        if ip is not None:  # asyncio does not resolve an IP literal: check it here
+            reason = engine.destinations.refusal_for_address(ip)
             if reason is not None:
-                self._refuse(data, reason)
-                return
-        if addresses and addresses[0] != host:
-            self.connection(data.client).pinned[server.id] = server.address
-            server.address = (addresses[0], port)  # connect to what was checked
+                self._refuse(data, tunnel, reason)
+            return
+        guard_resolver(asyncio.get_running_loop())
+        _CHECKING.set(_Check(host, port, engine, tunnel))
 
-    @guarded("connection")
-    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
-        self._unpin(data)
-
-    @guarded("connection")
-    def server_connect_error(self, data: server_hooks.ServerConnectionHookData) -> None:
-        self._unpin(data)
-
-    def _unpin(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """Give the connection its name back: mitmproxy reuses a connection for later
-        requests only when its address is the name they ask for."""
-        tunnel = self.connections.get(data.client)
-        if tunnel is not None and data.server.id in tunnel.pinned:
-            data.server.address = tunnel.pinned.pop(data.server.id)
-
-    def _refuse(self, data: server_hooks.ServerConnectionHookData, reason: str) -> None:
+    @staticmethod
+    def _refuse(
+        data: server_hooks.ServerConnectionHookData, tunnel: ConnectionState, reason: str
+    ) -> None:
         data.server.error = f"auditproxy refused this destination ({reason})"
         address = data.server.address
         if address is not None:
-            self.connection(data.client).refused[(address[0], address[1])] = reason
-
-    @staticmethod
-    async def _resolve(host: str, port: int) -> list[str]:
-        """The addresses a name has, checked before mitmproxy connects; [] when it does
-        not resolve in time (mitmproxy then fails or succeeds on its own, unpinned)."""
-        if parse_ip(host) is not None:
-            return [host]
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await asyncio.wait_for(
-                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_SECONDS
-            )
-        except (OSError, TimeoutError, UnicodeError):
-            return []
-        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+            tunnel.refused[(address[0], address[1])] = reason
 
 
 class RecordConnections(Stage):
@@ -131,10 +139,17 @@ class RecordConnections(Stage):
         state = state_of(flow)
         if state is None or state.decision is None or state.recorded or state.answered:
             return
+        tunnel = self.connection(flow.client_conn)
+        tunnel.records += 1
+        refusal = tunnel.refused.get((flow.request.host, flow.request.port))
+        if refusal is not None and refusal != "blocked":  # found at resolution
+            state.decision = state.decision.refused(refusal)
+            self.runtime.recorder.request(state, exchange_of(flow, state))
+            return
         state.recorded = True
         response = flow.response
         error = flow.server_conn.error or (response.reason if response else "") or "failed"
-        client = flow_client(self.connections, flow)
+        client = self.flow_client(flow)
         self.runtime.recorder.connect_failure(state.decision, flow.request.port, client, error)
 
     @guarded("log")
@@ -150,9 +165,10 @@ class RecordConnections(Stage):
         if decision is None:
             return
         address = data.context.server.address
-        client = connection_client(self.connections, data.context.client)
+        client = self.client_of(data.context.client)
         message = data.conn.error or "handshake failed"
         port = address[1] if address else 443
+        self.connection(data.context.client).records += 1
         self.runtime.recorder.tls_failure(decision, port, client, side, message)
 
     @guarded("log")
@@ -164,10 +180,18 @@ class RecordConnections(Stage):
     @guarded("metrics")
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         state = state_of(flow)  # type: ignore[arg-type]
-        if state is not None and state.traffic is not None and flow.messages:
-            message = flow.messages[-1]
-            state.traffic.add(message.from_client, len(message.content))
-            del flow.messages[:-1]  # counted: never kept (a long tunnel would fill memory)
+        if state is None or state.traffic is None or not flow.messages:
+            return
+        message = flow.messages[-1]
+        state.traffic.add(message.from_client, len(message.content))
+        del flow.messages[:-1]  # counted: never kept (a long tunnel would fill memory)
+        if not state.started and state.decision is not None:
+            # A record as soon as bytes flow: a long tunnel is on record even if the
+            # process dies before it ends.
+            state.started = True
+            self.connection(flow.client_conn).records += 1
+            traffic = self._traffic(flow, state.traffic, flow.server_conn.address)
+            self.runtime.recorder.connection_start("tcp", state.decision, traffic)
 
     @guarded("log")
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
@@ -182,7 +206,8 @@ class RecordConnections(Stage):
         if state is None or state.decision is None or state.recorded or state.traffic is None:
             return
         state.recorded = True
-        tunnel = self.connections.get(flow.client_conn)
+        tunnel = self.connection(flow.client_conn)
+        tunnel.records += 1
         address = flow.server_conn.address
         refused = tunnel.refused if tunnel is not None and address is not None else {}
         refusal = refused.get((address[0], address[1])) if refused else None
@@ -214,7 +239,27 @@ class RecordConnections(Stage):
             return
         counts = state.traffic or Counts()
         traffic = self._traffic(flow, counts, (flow.request.host, flow.request.port))
+        self.connection(flow.client_conn).records += 1
         self.runtime.recorder.connection("websocket", state.decision, traffic, counts)
+
+    @guarded("log")
+    def client_disconnected(self, client: connection.Client) -> None:
+        """A tunnel that carried nothing the other stages recorded (a CONNECT left idle:
+        an open port found, a preconnection never used) still gets its record."""
+        tunnel = self.connections.get(client)
+        decision = tunnel.connect_decision if tunnel is not None else None
+        if tunnel is None or decision is None or tunnel.records:
+            return
+        port = tunnel.connect_port or 0
+        traffic = Traffic(
+            port=port,
+            client_address=self.client_of(client),
+            destination=None,
+            bytes_from_client=0,
+            bytes_from_server=0,
+            duration_ns=_duration(client),
+        )
+        self.runtime.recorder.idle_tunnel(decision, traffic)
 
     def _decision(self, client: object, address: tuple[str, int] | None) -> Decision | None:
         """The connection's decision; one made now for a connection that had none (a
@@ -226,24 +271,27 @@ class RecordConnections(Stage):
             host = address[0] if address else None
             decision = engine.decide(
                 host=host,
-                client_address=connection_client(self.connections, client),  # type: ignore[arg-type]
+                client_address=self.client_of(client),  # type: ignore[arg-type]
                 connect_to=host,
             )
         return decision
 
-    def _traffic(
-        self, flow: http.HTTPFlow | tcp.TCPFlow, counts: Counts, address: object
-    ) -> Traffic:
+    def _traffic(self, flow: http.HTTPFlow | tcp.TCPFlow, counts: Counts, address: Any) -> Traffic:
         port = address[1] if isinstance(address, tuple) else 0
         start = flow.timestamp_created
         end = flow.client_conn.timestamp_end or time.time()
         error = flow.error.msg if flow.error else None
         return Traffic(
             port=port,
-            client_address=flow_client(self.connections, flow),  # type: ignore[arg-type]
+            client_address=self.flow_client(flow),  # type: ignore[arg-type]
             destination=server_address(flow.server_conn),
             bytes_from_client=counts.bytes_from_client,
             bytes_from_server=counts.bytes_from_server,
             duration_ns=int((end - start) * 1e9) if start else None,
             error=error,
         )
+
+
+def _duration(client: connection.Client) -> int | None:
+    start, end = client.timestamp_start, client.timestamp_end or time.time()
+    return int((end - start) * 1e9) if start else None

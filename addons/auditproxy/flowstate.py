@@ -74,6 +74,7 @@ class FlowState:
     notice_styled: bool = True  # notice: with its styles (False: a CSP forbids them)
     streamed: ByteCounter | None = None  # the body was streamed: its size is counted here
     traffic: Counts | None = None  # a WebSocket or raw TCP flow: what went through it
+    started: bool = False  # a raw TCP flow's first bytes were recorded (its start record)
     recorded: bool = False  # the recorder wrote its record
     # Who, before decide (`addon_identity`): the request's own client (behind a trusted
     # balancer, the forwarded address) and what proxy authentication proved.
@@ -94,14 +95,14 @@ class ConnectionState:
     # authentication, a front proxy's header on the CONNECT): the identity of the
     # requests inside it, where the front proxy can no longer see.
     connect_decision: Decision | None = None
+    connect_port: int | None = None
     tunnel_user: str | None = None
     tunnel_header: str | None = None
     # The TLS connection's decision at its ClientHello (classified by every name).
     tls_decision: Decision | None = None
     # Server connections refused before they opened, by the address asked for: why.
     refused: dict[tuple[str, int], str] = field(default_factory=dict)
-    # Server connections whose address was pinned to the checked IP: their name.
-    pinned: dict[str, tuple[str, int]] = field(default_factory=dict)
+    records: int = 0  # records written for this connection (an idle tunnel gets one)
     # Who: proxy authentication on this connection, and for a tunnel what its CONNECT
     # said (the client behind a balancer, the proof, the person's directory groups).
     auth: ConnectionAuth = field(default_factory=ConnectionAuth)

@@ -67,6 +67,13 @@ def action(proxy: AuditProxyProcess, name: str, n: int = 1) -> list[dict]:
     return proxy.wait_for_records(n, lambda r: r["event.action"] == name)
 
 
+def tcp_end(proxy: AuditProxyProcess) -> list[dict]:
+    """The `tcp` records written when raw TCP connections ended (each also has a start)."""
+    return proxy.wait_for_records(
+        1, lambda r: r["event.action"] == "tcp" and "end" in r["event.type"]
+    )
+
+
 # --------------------------------------------------------------------------- raw tunnels
 
 
@@ -78,7 +85,9 @@ def test_raw_tcp_in_a_tunnel_gets_a_record_with_bytes_each_way(proxy_for, tmp_pa
         sock.sendall(b"\x00\x01raw bytes, not TLS" * 10)
         assert read_until(sock, lambda d: len(d) >= 200) == b"\x00\x01raw bytes, not TLS" * 10
         sock.close()
-        (record,) = action(proxy, "tcp")
+        (record,) = tcp_end(proxy)
+    (start,) = [r for r in proxy.records() if "start" in r["event.type"]]
+    assert start["event.action"] == "tcp" and start["destination.ip"] == "127.0.0.1"
     assert record["source.bytes"] == 200 and record["destination.bytes"] == 200
     assert (record["destination.ip"], record["destination.port"]) == ("127.0.0.1", echo.port)
     assert record["url.port"] == echo.port and record["event.duration"] > 0
@@ -95,7 +104,7 @@ def test_an_ssh_like_banner_is_relayed_and_recorded(proxy_for, tmp_path):
         data = read_until(sock, lambda d: d.count(b"\r\n") >= 2)
         assert data.startswith(b"SSH-2.0-OpenSSH_9.2p1")
         sock.close()
-        (record,) = action(proxy, "tcp")
+        (record,) = tcp_end(proxy)
     assert record["destination.bytes"] >= len(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n")
 
 
@@ -337,3 +346,88 @@ def test_every_record_here_says_where_it_connected_or_why_not(proxy_for, tmp_pat
         (record,) = action(proxy, "access")
     assert isinstance(record["destination.port"], int)
     assert record["destination.ip"] == "127.0.0.1"
+
+
+# --------------------------------------------------------------------------- names that resolve
+
+
+def own_names() -> tuple[str, list[str]]:
+    """This host's name and the addresses it resolves to (via /etc/hosts): a name the
+    proxy resolves itself in regular mode, with no DNS server."""
+    name = socket.gethostname()
+    infos = socket.getaddrinfo(name, 443, type=socket.SOCK_STREAM)
+    return name, sorted({info[4][0] for info in infos})
+
+
+def test_a_bypassed_bank_reached_by_name_stays_encrypted(proxy_for, tmp_path, test_ca):
+    """In regular mode the proxy connects to the name itself: the tunnel must still be
+    classified by that name (a bypass site), never by the address it resolved to."""
+    name, addresses = own_names()
+    extra = "\n".join(f"    - {a}/{128 if ':' in a else 32}" for a in addresses)
+    policy = (
+        policy_with(tmp_path).read_text().replace("bank: [bank.test]", f"bank: [bank.test, {name}]")
+    )
+    policy = policy.replace("  allow: [127.0.0.0/8]\n", f"  allow:\n    - 127.0.0.0/8\n{extra}\n")
+    path = tmp_path / "bank.yaml"
+    path.write_text(policy)
+    proxy = proxy_for(path)
+    with tls_origin(test_ca, "0.0.0.0") as origin:
+        sock, head = tunnel(proxy.port, f"{name}:{origin.port}")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        context = ssl.create_default_context(cafile=str(test_ca.write_ca(tmp_path, "t.pem")))
+        context.check_hostname = False
+        tls = context.wrap_socket(sock, server_hostname=name)  # trusts the test CA only
+        tls.sendall(f"GET /account HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+        assert read_until(tls, lambda d: b"origin" in d).startswith(b"HTTP/1.1 200")
+        tls.close()
+        (record,) = action(proxy, "tunnel")
+    assert record["labels.site"] == "bank" and record["labels.action"] == "bypass"
+    assert record["url.domain"] == name.lower()
+    assert "labels.names_differ" not in record
+    assert proxy.metric("auditproxy_errors_total", stage="connection") == 0
+
+
+def test_a_connect_to_a_name_resolving_to_a_refused_address_is_a_refusal(proxy_for, tmp_path):
+    name, _ = own_names()
+    proxy = proxy_for(policy_with(tmp_path, allow_loopback=False))
+    with EchoServer(host="0.0.0.0") as server:
+        sock, head = tunnel(proxy.port, f"{name}:{server.port}")
+        sock.close()
+        assert not head.startswith(b"HTTP/1.1 200") and server.accepted == 0
+    (record,) = action(proxy, "refused")
+    assert record["labels.refusal"] in {"destination-loopback", "destination-proxy-host"}
+    assert not [r for r in proxy.records() if r["event.action"] == "connect-failed"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Host", "malware.test:x")],
+        [("Host", "malware.test:80:80")],
+        [("Host", "malware.test/")],
+        [("Host", "intranet.example.test"), ("Host", "malware.test")],
+    ],
+    ids=["port-not-a-number", "two-ports", "slash", "two-host-headers"],
+)
+def test_a_host_header_sites_read_differently_is_refused(proxy_for, tmp_path, headers):
+    proxy = proxy_for(policy_with(tmp_path))
+    with RecordingOrigin() as origin:
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers)
+        sock.sendall(f"GET http://127.0.0.1:{origin.port}/ HTTP/1.1\r\n{lines}\r\n".encode())
+        answer = read_until(sock, lambda d: b"</html>" in d)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+        assert origin.accepted == 0
+    (record,) = action(proxy, "refused")
+    assert record["labels.refusal"] == "request-bad-host"
+
+
+def test_an_idle_tunnel_still_leaves_a_record(proxy_for, tmp_path):
+    proxy = proxy_for(policy_with(tmp_path))
+    with EchoServer() as server:
+        sock, head = tunnel(proxy.port, f"127.0.0.1:{server.port}")
+        assert head.startswith(b"HTTP/1.1 200")
+        sock.close()  # an open port found, nothing sent
+        (record,) = action(proxy, "tunnel")
+    assert record["labels.connection_end"] == "idle" and record["url.port"] == server.port

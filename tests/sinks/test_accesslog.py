@@ -170,7 +170,20 @@ def test_no_line_injection(engine, tmp_path):
 
 @pytest.mark.parametrize(
     "path, stripped",
-    [("/a?b=1", "/a"), ("/a#x", "/a"), ("/a;jsessionid=1", "/a"), ("/a", "/a"), ("?q", "")],
+    [
+        ("/a?b=1", "/a"),
+        ("/a#x", "/a"),
+        ("/a;jsessionid=1", "/a"),
+        ("/a", "/a"),
+        ("?q", ""),
+        # What a server serves, not what a matrix parameter or a dot segment hides:
+        ("/;/../private/report-42", "/private/report-42"),
+        ("/a;jsessionid=1/b", "/a/b"),
+        ("/a/./b/../c", "/a/c"),
+        ("/a/..", "/"),
+        ("/../../etc", "/etc"),
+        ("/file.v2.html", "/file.v2.html"),
+    ],
 )
 def test_strip_query(path, stripped):
     assert strip_query(path) == stripped

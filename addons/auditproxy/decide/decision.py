@@ -24,6 +24,10 @@ from auditproxy.decide.identity import (
 from auditproxy.policy.hosts import normalize_host
 from auditproxy.policy.model import Action, GroupRule, LogAs, NoticeSettings, Policy
 
+# A request whose Host header is repeated or is no host at all: origins disagree on what it
+# names (one may take what comes before a `:`), so it is refused, never classified by guess.
+BAD_HOST = "request-bad-host"
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -60,8 +64,16 @@ class Decision:
         return "refuse" if self.action is None else self.match.action.value
 
     def refused(self, reason: str) -> Decision:
-        """The same decision, for a destination found forbidden after resolution."""
+        """The same decision, refused: a destination found forbidden after resolution, or
+        a request that names its site ambiguously (`BAD_HOST`)."""
         return replace(self, refusal=reason)
+
+    @property
+    def refusal_label(self) -> str | None:
+        """`labels.refusal` and the refusals metric's `reason`."""
+        if self.refusal is None:
+            return None
+        return self.refusal if self.refusal == BAD_HOST else f"destination-{self.refusal}"
 
 
 class Engine:

@@ -26,6 +26,11 @@ _WORDING = {
             "a loopback or link-local address, or one the {policy} excludes). Nothing was "
             "sent there."
         ),
+        "bad_request_title": "This request was not sent",
+        "bad_request_body": (
+            "It named its site in a way sites read differently (a repeated or malformed "
+            "Host header), so the proxy did not send it. The {policy} applies to every site."
+        ),
         "invalid_title": "This link is not valid",
         "invalid_body": (
             "This acknowledgement link was made for someone else, or it was changed. "
@@ -54,6 +59,13 @@ _WORDING = {
             "{site} est une adresse \u00e0 laquelle ce serveur mandataire ne se connecte "
             "jamais pour vous (son propre h\u00f4te, une adresse de bouclage ou locale au "
             "lien, ou une adresse que la {policy} exclut). Rien n'y a \u00e9t\u00e9 envoy\u00e9."
+        ),
+        "bad_request_title": "Cette requ\u00eate n'a pas \u00e9t\u00e9 envoy\u00e9e",
+        "bad_request_body": (
+            "Elle d\u00e9signait son site d'une fa\u00e7on que les sites lisent "
+            "diff\u00e9remment (un en-t\u00eate Host r\u00e9p\u00e9t\u00e9 ou mal form\u00e9); "
+            "le serveur mandataire ne l'a donc pas envoy\u00e9e. La {policy} s'applique "
+            "\u00e0 tous les sites."
         ),
         "invalid_title": "Ce lien n'est pas valide",
         "invalid_body": (
@@ -130,6 +142,10 @@ def refused_page(policy: Policy) -> bytes:
 
 def refused_destination_page(policy: Policy, destination: str) -> bytes:
     return _page(policy, "destination", destination)
+
+
+def bad_request_page(policy: Policy) -> bytes:
+    return _page(policy, "bad_request", "")
 
 
 def invalid_link_page(policy: Policy) -> bytes:

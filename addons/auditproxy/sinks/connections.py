@@ -51,9 +51,21 @@ def _connection_fields(decision: Decision, traffic: Traffic) -> dict[str, Any]:
     return fields
 
 
-def tcp_event(decision: Decision, traffic: Traffic, *, refused: bool = False) -> dict:
-    """A raw TCP connection inside a tunnel (not TLS, not HTTP), at its end."""
+def tcp_event(
+    decision: Decision, traffic: Traffic, *, refused: bool = False, start: bool = False
+) -> dict:
+    """A raw TCP connection inside a tunnel (not TLS, not HTTP): when its first bytes pass
+    (`start`), and at its end."""
     fields = _connection_fields(decision, traffic)
+    if start:
+        fields.update(
+            {
+                "event.action": "tcp",
+                "event.type": ["connection", "start"],
+                "event.outcome": "success",
+            }
+        )
+        return fields
     if refused:
         fields.update(
             {
@@ -73,6 +85,21 @@ def tcp_event(decision: Decision, traffic: Traffic, *, refused: bool = False) ->
             "event.type": ["connection", "end"],
             "event.outcome": "failure" if traffic.error else "success",
             "labels.connection_end": "error" if traffic.error else "closed",
+        }
+    )
+    return fields
+
+
+def idle_tunnel_event(decision: Decision, traffic: Traffic) -> dict:
+    """A tunnel (CONNECT) that ended having carried nothing else worth a record: left idle,
+    or closed before its first request. Still a connection through the proxy."""
+    fields = _connection_fields(decision, traffic)
+    fields.update(
+        {
+            "event.action": "tunnel",
+            "event.type": ["connection", "end"],
+            "event.outcome": "success",
+            "labels.connection_end": "idle",
         }
     )
     return fields
@@ -142,7 +169,6 @@ def connect_failure_event(decision: Decision, port: int, client_address: str, er
 # mitmproxy's handshake error texts -> a bounded reason (the metric's `reason` label).
 _TLS_REASONS = (
     ("does not trust the proxy's certificate", "certificate-rejected"),
-    ("may not trust the proxy's certificate", "certificate-rejected"),
     ("disconnected during the handshake", "closed-during-handshake"),
     ("connection closed early", "closed-early"),
     ("cannot agree on a TLS version", "protocol-version"),

@@ -61,6 +61,7 @@ ERROR_STAGES = (  # the add-on's stages and upkeep tasks that can fault
 STATE_BACKENDS = ("sqlite", "redis", "memory")
 REFUSAL_REASONS = (
     "client",
+    "request-bad-host",
     *(f"destination-{reason}" for reason in DESTINATION_REASONS),
 )
 

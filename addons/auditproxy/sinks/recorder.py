@@ -19,6 +19,7 @@ from auditproxy.sinks.chain import LogChain
 from auditproxy.sinks.connections import (
     Traffic,
     connect_failure_event,
+    idle_tunnel_event,
     tcp_event,
     tls_failure_event,
     tls_failure_reason,
@@ -70,7 +71,7 @@ class Recorder:
             m.notices.labels(match.category, match.site, "acknowledged").inc()
             self.emit(notice_event(decision, "notice-acknowledged", state.acknowledged_scope))
         elif decision.refusal is not None:
-            m.refusals.labels(f"destination-{decision.refusal}").inc()
+            m.refusals.labels(decision.refusal_label).inc()
             self.emit(access_event(decision, exchange, "refused"))
         else:
             if not decision.allowed_client:
@@ -141,12 +142,21 @@ class Recorder:
             fields = tcp_event(decision, traffic)
         self.emit(fields)
 
+    def connection_start(self, kind: str, decision: Decision, traffic: Traffic) -> None:
+        """A raw TCP connection's first bytes: it is on record even if it never ends."""
+        self.emit(tcp_event(decision, traffic, start=True))
+
+    def idle_tunnel(self, decision: Decision, traffic: Traffic) -> None:
+        """A tunnel that carried nothing else worth a record."""
+        self.metrics.tunnels.labels(decision.match.category, decision.action_label).inc()
+        self.emit(idle_tunnel_event(decision, traffic))
+
     def connection_refused(self, decision: Decision, traffic: Traffic) -> None:
         """A raw TCP connection the proxy refused to open (blocked site or destination)."""
         m = self.metrics
         m.connections.labels("tcp", decision.match.category, decision.action_label, "failure").inc()
         if decision.refusal is not None:
-            m.refusals.labels(f"destination-{decision.refusal}").inc()
+            m.refusals.labels(decision.refusal_label).inc()
         self.emit(tcp_event(decision, traffic, refused=True))
 
     def tls_failure(

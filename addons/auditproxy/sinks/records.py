@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from auditproxy.decide.decision import Decision
+from auditproxy.decide.decision import BAD_HOST, Decision
 
 ECS_VERSION = "8.11.0"
 DATASET = "auditproxy.access"
@@ -87,12 +87,27 @@ ALLOWED_FIELDS = frozenset(
 
 
 def strip_query(path: str) -> str:
-    """A path without its query string, fragment or matrix parameters."""
-    for sep in ("?", "#", ";"):
+    """A path as it may be logged: no query string or fragment, no matrix parameters (a
+    `;jsessionid=...` is a credential), and its dot segments resolved (RFC 3986 5.2.4),
+    so that `/;/../private/x` is logged as the `/private/x` a server serves for it."""
+    for sep in ("?", "#"):
         cut = path.find(sep)
         if cut >= 0:
             path = path[:cut]
-    return path
+    if ";" not in path and "." not in path:
+        return path  # the common case, unchanged
+    segments = [segment.partition(";")[0] for segment in path.split("/")]
+    out: list[str] = []
+    for segment in segments[1:] if path.startswith("/") else segments:
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+    if segments[-1] in (".", ".."):
+        out.append("")  # `/a/..` is the folder `/`
+    resolved = "/".join(out)
+    return "/" + resolved if path.startswith("/") else resolved
 
 
 @dataclass(slots=True)
@@ -166,11 +181,12 @@ def destination_fields(destination: tuple[str, int] | None) -> dict[str, Any]:
 
 def refusal_fields(decision: Decision) -> dict[str, Any]:
     """A refused destination's reason, for the record."""
-    return {
-        "labels.refusal": f"destination-{decision.refusal}",
-        "event.reason": f"destination refused: {decision.refusal} "
-        f"({decision.destination or decision.host})",
-    }
+    if decision.refusal == BAD_HOST:
+        reason = "request refused: its Host header is repeated or names no host"
+    else:
+        where = decision.destination or decision.host
+        reason = f"destination refused: {decision.refusal} ({where})"
+    return {"labels.refusal": decision.refusal_label, "event.reason": reason}
 
 
 def access_event(decision: Decision, exchange: Exchange, action: str = "access") -> dict:
