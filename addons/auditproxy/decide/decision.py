@@ -19,7 +19,7 @@ from auditproxy.decide.identity import (
     user_fields,
 )
 from auditproxy.policy.hosts import normalize_host
-from auditproxy.policy.model import Action, LogAs, Policy
+from auditproxy.policy.model import Action, ClientRefusal, LogAs, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +48,27 @@ class Decision:
 class Engine:
     """A policy with its indexes, and the proxy's secret (the pseudonym key file)."""
 
-    __slots__ = ("classifier", "clients", "identity", "log_as", "policy", "pseudonymize", "secret")
+    __slots__ = (
+        "classifier",
+        "clients",
+        "identity",
+        "log_as",
+        "policy",
+        "pseudonymize",
+        "refuse_at_connect",
+        "secret",
+        "trusted_proxies",
+    )
 
     def __init__(self, policy: Policy, secret: bytes) -> None:
         self.policy = policy
         self.secret = secret
         self.classifier = Classifier(policy)
         self.clients = AddressSet(policy.clients)
+        # Admission (`decide.admission`): outsiders closed at connect; front proxies carry
+        # everyone's connections, so no per-address cap applies to them.
+        self.refuse_at_connect = policy.refuse is ClientRefusal.CONNECT
+        self.trusted_proxies = AddressSet(policy.identity.trusted_proxies)
         self.identity = IdentityResolver(policy.identity)
         self.log_as = policy.identity.log_as
         self.pseudonymize = Pseudonymizer(secret) if self.log_as is LogAs.PSEUDONYM else None

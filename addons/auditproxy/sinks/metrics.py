@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 from auditproxy import __version__
+from auditproxy.decide.admission import Reason
 from auditproxy.policy.days import Calendar
 
 # `*_created` series double every counter's cardinality and no dashboard reads them.
@@ -52,8 +53,10 @@ ERROR_STAGES = (  # the add-on's stages and upkeep tasks that can fault
     "state",
     "tunnel",
     "reload",
+    "admit",
 )
 STATE_BACKENDS = ("sqlite", "redis", "memory")
+STATE_LOSSES = ("removed", "replaced", "corrupt", "flushed")  # notice.resilient
 
 
 def status_class(status: int | None) -> str:
@@ -166,6 +169,41 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        self.refusals = Counter(
+            "auditproxy_refusals",
+            "Connections refused or closed by the proxy's own limits, by reason: client "
+            "(outside the policy's networks), limit-global, limit-files, limit-address, "
+            "head-size, head-timeout, body-timeout, origin-head-size.",
+            ["reason"],
+            registry=r,
+        )
+        self.client_connections = Gauge(
+            "auditproxy_client_connections",
+            "Client connections open now (admitted ones; refused ones close at once).",
+            registry=r,
+        )
+        self.open_files = Gauge(
+            "auditproxy_open_files",
+            "Open file descriptors of the proxy process (sockets included), as last counted.",
+            registry=r,
+        )
+        self.open_files_limit = Gauge(
+            "auditproxy_open_files_limit",
+            "The process's open-file limit (raised to the hard limit at start).",
+            registry=r,
+        )
+        self.state_lost = Counter(
+            "auditproxy_state_lost",
+            "Times the notice state lost its data while running, by cause: removed, "
+            "replaced or corrupt (the SQLite file), flushed (Redis restarted empty or "
+            "flushed). Each time today's claims were written back from memory.",
+            ["cause"],
+            registry=r,
+        )
+        for reason in Reason:
+            self.refusals.labels(reason.value)
+        for cause in STATE_LOSSES:
+            self.state_lost.labels(cause)
         self.build_info.labels(__version__, mitmproxy_version).set(1)
         for outcome in ("written", "dropped"):
             self.log_records.labels(outcome)
