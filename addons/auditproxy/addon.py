@@ -18,6 +18,7 @@ and apply what they return. Each hook is guarded on its own: a fault is counted 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -133,6 +134,9 @@ class Admit(Stage):
         super().__init__(runtime, connections)
         self.guards: WeakKeyDictionary[connection.Client, ConnectionGuard] = WeakKeyDictionary()
         self.origins: WeakKeyDictionary[connection.Server, OriginGuard] = WeakKeyDictionary()
+        self._client_origins: WeakKeyDictionary[connection.Client, list[OriginGuard]] = (
+            WeakKeyDictionary()
+        )
         self._admitted: WeakKeyDictionary[connection.Client, str] = WeakKeyDictionary()
         self._writers: WeakKeyDictionary[connection.Connection, Any] = WeakKeyDictionary()
         self._reader_missing_noted = False
@@ -246,8 +250,9 @@ class Admit(Stage):
 
     @guarded("admit")
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        origin = self.origins.get(flow.server_conn)
-        if origin is not None:
+        # By client: a flow's `server_conn` is not the socket when it is tunneled (through
+        # an upstream proxy), and a client connection talks to its servers one at a time.
+        for origin in self._origins_of(flow.client_conn):
             origin.head_done()
 
     @guarded("admit")
@@ -264,9 +269,11 @@ class Admit(Stage):
         guard = self.guards.get(flow.client_conn)
         if guard is not None:
             guard.exchange_done(flow.id, time.monotonic(), upgraded=upgraded)
-        origin = self.origins.get(flow.server_conn)
-        if origin is not None:
+        for origin in self._origins_of(flow.client_conn):
             origin.exchange_done()
+
+    def _origins_of(self, client: connection.Client) -> list[OriginGuard]:
+        return self._client_origins.get(client, [])
 
     @guarded("admit")
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
@@ -305,12 +312,16 @@ class Admit(Stage):
         limits = self.runtime.limits
         origin = OriginGuard(limits.origin_head_max_bytes, self.guards.get(data.client))
         self.origins[data.server] = origin
+        self._client_origins.setdefault(data.client, []).append(origin)
         self._attach(data.client, data.server, origin)
 
     @guarded("admit")
     def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
-        if self.origins.pop(data.server, None) is not None:
+        origin = self.origins.pop(data.server, None)
+        if origin is not None:
             self.runtime.admission.servers = max(0, self.runtime.admission.servers - 1)
+            with contextlib.suppress(ValueError):
+                self._client_origins.get(data.client, []).remove(origin)
 
 
 def _has_body(request: http.Request) -> bool:

@@ -11,6 +11,10 @@ byte a minute. Its read loop (`ConnectionHandler.handle_connection`) takes the r
 connection's deadline, which moves while a read waits (`asyncio.Timeout.reschedule`). A
 connection that breaks a limit reads as closed (b""), and the gate closes its socket, with
 a 408 or 431 answer first where the client speaks plain HTTP/1 and waits for a head.
+
+The reader also hands each read to mitmproxy in slices that take about 2 ms to handle,
+yielding the loop between them (see `SLICE_SECONDS`): bytes that are costly to handle
+(one-byte chunks, tiny frames, inside TLS too) cannot hold the loop for long.
 """
 
 from __future__ import annotations
@@ -39,17 +43,25 @@ class Guard(Protocol):
 
 Verdict = Reason | str  # a Reason, or guard.IDLE
 SETTLE_ROUNDS = 20
+# mitmproxy handles everything one read brings before the loop moves on: 64 KiB of
+# one-byte chunks or tiny frames is ~11,000 events, half a second for everyone. So a read is
+# handed over in slices sized to take about SLICE_SECONDS each, with the loop free between.
+SLICE_SECONDS = 0.002
+MIN_SLICE, FIRST_SLICE, MAX_SLICE = 256, 4096, 65536
 
 
 class GuardedReader:
     """Stands in for a connection's reader in mitmproxy's read loop."""
 
-    __slots__ = ("_inner", "_on_limit", "_timeout", "guard")
+    __slots__ = ("_handed_at", "_inner", "_on_limit", "_pending", "_slice", "_timeout", "guard")
 
     def __init__(self, inner: Any, guard: Guard, on_limit: Callable[[Verdict], None]) -> None:
         self._inner = inner
         self._on_limit = on_limit
         self._timeout: asyncio.Timeout | None = None
+        self._pending = memoryview(b"")  # the rest of a read, for the next slices
+        self._slice = FIRST_SLICE
+        self._handed_at = 0.0
         self.guard = guard
         guard.on_change = self._reschedule
 
@@ -59,6 +71,26 @@ class GuardedReader:
             timeout.reschedule(self.guard.deadline())
 
     async def read(self, n: int = -1) -> bytes:
+        if self._handed_at:  # mitmproxy is back for more: how long did the last slice take?
+            spent = time.perf_counter() - self._handed_at
+            if spent > SLICE_SECONDS:
+                self._slice = max(MIN_SLICE, int(self._slice * SLICE_SECONDS / spent))
+            elif spent < SLICE_SECONDS / 2:
+                self._slice = min(MAX_SLICE, self._slice * 2)
+        pending = self._pending
+        if pending:
+            await asyncio.sleep(0)  # this connection had its turn: the others first
+            data = bytes(pending[: self._slice])
+            self._pending = pending[self._slice :]
+        else:
+            data = await self._read(n)
+            if len(data) > self._slice:
+                view = memoryview(data)
+                data, self._pending = bytes(view[: self._slice]), view[self._slice :]
+        self._handed_at = time.perf_counter() if data else 0.0
+        return data
+
+    async def _read(self, n: int) -> bytes:
         guard = self.guard
         while True:
             try:

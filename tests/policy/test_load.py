@@ -251,3 +251,20 @@ def test_a_newline_inside_a_domain_label_is_refused(small_policy_text):
     """Values are stripped, but a label ending in a newline ("a\n.test") is not a name."""
     text = replace(small_policy_text, "bad: [malware.test]", 'bad: ["malware\\n.test"]')
     assert any("not a valid domain" in m for _, m in problems_of(text))
+
+
+# --- clients.refuse ------------------------------------------------------------------------
+
+
+def test_outsiders_are_refused_at_connect_unless_the_policy_wants_the_page(small_policy_text):
+    from auditproxy.policy.model import ClientRefusal
+
+    assert parse_policy(small_policy_text).refuse is ClientRefusal.CONNECT
+    allow = 'allow: [127.0.0.0/8, "::1/128", 10.0.0.0/8]'
+    page = replace(small_policy_text, allow, allow + "\n  refuse: page")
+    assert parse_policy(page).refuse is ClientRefusal.PAGE
+    wrong = replace(small_policy_text, allow, allow + "\n  refuse: later")
+    line = small_policy_text.splitlines().index("  " + allow) + 2
+    assert problems_of(wrong) == [
+        (line, "clients: refuse: unknown value 'later' (expected one of: connect, page)")
+    ]

@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from mitmproxy import hooks
+from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.proxy.layers import tcp as tcp_layer
 from mitmproxy.proxy.layers import tls as tls_layer
+from mitmproxy.proxy.layers import websocket as websocket_layer
 from mitmproxy.test import taddons
 
 EVENTS: dict[str, type[hooks.Hook]] = {
@@ -22,6 +25,16 @@ EVENTS: dict[str, type[hooks.Hook]] = {
     "response": http_layer.HttpResponseHook,
     "error": http_layer.HttpErrorHook,
     "tls_clienthello": tls_layer.TlsClienthelloHook,
+    "tls_established_client": tls_layer.TlsEstablishedClientHook,
+    "client_connected": server_hooks.ClientConnectedHook,
+    "client_disconnected": server_hooks.ClientDisconnectedHook,
+    "server_connect": server_hooks.ServerConnectHook,
+    "server_connected": server_hooks.ServerConnectedHook,
+    "server_disconnected": server_hooks.ServerDisconnectedHook,
+    "tcp_start": tcp_layer.TcpStartHook,
+    "tcp_message": tcp_layer.TcpMessageHook,
+    "websocket_start": websocket_layer.WebsocketStartHook,
+    "websocket_message": websocket_layer.WebsocketMessageHook,
     "running": hooks.RunningHook,
     "done": hooks.DoneHook,
 }

@@ -11,6 +11,7 @@ Clients (raw sockets to the proxy, from any 127.0.0.0/8 address):
     download          reads a (possibly endless) response for a while, fast or slowly
 Origins (routes of the test Upstream):
     endless_body      a chunked response that never ends, in pieces of a given size
+    tiny_chunked_body a chunked response of one-byte chunks that never ends
     giant_head        a response whose head is megabytes of header lines
 
 `rss` reads a process's resident memory from /proc.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 
 from .upstream import Reply
 
-LINE = b"X-Junk: " + b"a" * 1000 + b"\r\n"
+LINE = (b"X-Junk: " + b"a" * 1000 + b"\r\n") * 16  # 16 header lines a write
 
 
 @dataclass
@@ -58,14 +59,21 @@ def dial(port: int, source: str | None = None, timeout: float = 5.0) -> socket.s
     return sock
 
 
+def _readable(sock: socket.socket, wait: float) -> bool:
+    """Whether `sock` has something to read (or an EOF) within `wait` seconds. poll, not
+    select: these tests hold more than 1,024 sockets."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(wait * 1000))
+
+
 def status_of(sock: socket.socket, wait: float = 0.5) -> int | None:
     """The status of whatever answer the proxy sent, without waiting long; None if none."""
     try:
-        ready, _, _ = select.select([sock], [], [], wait)
-        if not ready:
+        if not _readable(sock, wait):
             return None
         data = sock.recv(64)
-    except OSError:
+    except (OSError, ValueError):
         return None
     if data.startswith(b"HTTP/1.1 "):
         return int(data[9:12])
@@ -75,16 +83,10 @@ def status_of(sock: socket.socket, wait: float = 0.5) -> int | None:
 def closed_by_peer(sock: socket.socket, wait: float) -> bool:
     """Whether the proxy closed `sock` within `wait` seconds (EOF or reset)."""
     try:
-        ready, _, _ = select.select([sock], [], [], wait)
-        if not ready:
-            return False
-        while True:
-            data = sock.recv(65536)
-            if not data:
+        while _readable(sock, wait):
+            if not sock.recv(65536):
                 return True
-            ready, _, _ = select.select([sock], [], [], wait)
-            if not ready:
-                return False
+        return False
     except OSError:
         return True
 
@@ -271,6 +273,20 @@ def endless_body(stop: threading.Event, piece: int = 16 * 1024, limit: int = 1 <
             sent += piece
 
     return Reply(200, pieces, [("Content-Type", "application/octet-stream")], chunked=True)
+
+
+def tiny_chunked_body(stop: threading.Event, limit: int = 1 << 34) -> Reply:
+    """An origin's chunked response of one-byte chunks that goes on until `stop`."""
+    block = b"1\r\nt\r\n" * 10_000
+
+    def pieces() -> Iterator[bytes]:
+        sent = 0
+        while not stop.is_set() and sent < limit:
+            yield block
+            sent += len(block)
+        yield b"0\r\n\r\n"
+
+    return Reply(200, pieces, [("Content-Type", "text/plain")], chunked=True, framed=True)
 
 
 def giant_head(lines: int = 5000) -> Reply:

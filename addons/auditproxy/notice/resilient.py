@@ -48,7 +48,7 @@ class Resilient:
         clock: Callable[[], float] = time.monotonic,
         *,
         name: str = "sqlite",
-        set_aside: Callable[[], str | None] | None = None,
+        set_aside: Callable[[bool], str] | None = None,
         on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
@@ -158,15 +158,15 @@ class Resilient:
     def rebuild(self) -> tuple[NoticeState, int]:
         """Off the loop: a new store with today's claims written back; (store, claims).
         A file that is not a database any more (overwritten) is moved aside first."""
-        cause = self.lost
-        if cause == "corrupt" and self._set_aside is not None:
-            self._set_aside()
+        cause, set_aside = self.lost, self._set_aside
+        if set_aside is not None:  # the old file's WAL must not be read into the new one
+            set_aside(cause == "corrupt")
         try:
             store = self._opener()
         except sqlite3.DatabaseError:
-            if self._set_aside is None or cause not in ("replaced", "corrupt"):
+            if set_aside is None or cause != "replaced":
                 raise
-            self._set_aside()  # replaced by something that is not a database
+            set_aside(True)  # replaced by something that is not a database
             store = self._opener()
         claims = self._today.snapshot()
         try:
@@ -284,7 +284,7 @@ def open_store(
             lambda: SQLiteState(value),
             on_fault,
             name="sqlite",
-            set_aside=lambda: SQLiteState.set_aside(value),
+            set_aside=lambda whole: SQLiteState.set_aside(value, whole),
             on_lost=on_lost,
         )
     settings = store_redis.parse_state_url(value)

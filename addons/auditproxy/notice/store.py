@@ -212,16 +212,13 @@ class SQLiteState:
         return None if header == SQLITE_HEADER else "corrupt"
 
     @staticmethod
-    def set_aside(path: str | Path) -> str | None:
-        """Move a damaged state file (and its WAL) out of the way, for whoever wants to look
-        at it; returns the new name."""
-        target = f"{path}.corrupt-{int(time.time())}"
-        try:
-            os.replace(path, target)
-        except FileNotFoundError:
-            return None
-        for suffix in ("-wal", "-shm", "-journal"):
-            with contextlib.suppress(OSError):
+    def set_aside(path: str | Path, whole: bool = True) -> str:
+        """Move a damaged state file and its WAL out of the way (`whole=False`: the WAL and
+        lock files only, which belong to a file that went and would be read into a new
+        one). Kept for whoever wants to look; returns the new name's stem."""
+        target = f"{path}.lost-{int(time.time())}"
+        for suffix in ("", "-wal", "-shm", "-journal") if whole else ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
                 os.replace(f"{path}{suffix}", f"{target}{suffix}")
         return target
 
