@@ -178,3 +178,14 @@ def test_readiness_from_the_runtime(harness):
     assert body["checks"]["policy"]["in_force"] == "Test Policy"
     assert body["checks"]["state"]["backend"] == "sqlite"
     assert body["checks"]["files"]["limit"] == harness.addon.runtime.admission.files_limit
+
+
+def test_repeated_identity_headers_are_joined_by_mitmproxy(harness):
+    """Pinned gap (SECURITY.md): mitmproxy joins repeated header fields with ", "; a
+    trusted front proxy must send exactly one."""
+    f = harness.flow(client="10.9.9.9")  # the test policy's trusted front proxy
+    f.request.headers.add("X-Authenticated-User", "alice")
+    f.request.headers.add("X-Authenticated-User", "bob")
+    harness.exchange(f)
+    (record,) = harness.records("access")
+    assert record["user.name"] == "alice, bob"

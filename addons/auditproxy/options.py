@@ -78,7 +78,8 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (  # name, type, default, help
         int,
         0,
         "Most client connections open at once; more are closed as they connect (reason "
-        "limit-global). 0: half of what the open-file limit leaves after the reserve.",
+        "limit-global). 0: half of what the open-file limit leaves after the reserve, at "
+        "most 16384.",
     ),
     (
         "auditproxy_max_connections_per_client",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.error
@@ -303,3 +304,36 @@ def test_the_log_says_how_outsiders_and_limits_are_set(start_proxy, e2e_policy, 
     proxy = start_proxy(policy=e2e_policy, nofile=(1024, 1024))
     line = re.search(r"open files: limit 1024, 64 kept in reserve; up to (\d+)", proxy.stderr())
     assert line and int(line.group(1)) == (1024 - 64) // 2
+
+
+def test_a_proxy_protocol_line_is_a_malformed_request_to_mitmproxy(
+    start_proxy, e2e_policy, upstream
+):
+    """Pinned gap (SECURITY.md): mitmproxy 12 does not read the PROXY protocol (#4776)."""
+    proxy = start_proxy(policy=e2e_policy)
+    with h.dial(proxy.port) as sock:
+        sock.sendall(
+            b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 8080\r\n"
+            b"GET http://news.example/ HTTP/1.1\r\nHost: news.example\r\n\r\n"
+        )
+        assert h.status_of(sock, 5) == 400
+    assert upstream.requests == []
+
+
+def test_a_server_name_with_a_trailing_dot_ends_at_the_head_timeout(
+    start_proxy, e2e_policy, upstream
+):
+    """Pinned gap (SECURITY.md): mitmproxy's upstream TLS set-up fails on such a name and
+    the client's handshake gets no answer; it used to hang until the client gave up, it
+    now ends at the head timeout."""
+    proxy = start_proxy(*FAST, policy=e2e_policy)
+    context = ssl.create_default_context(cafile=str(proxy.ca_file))
+    started = time.monotonic()
+    with h.dial(proxy.port, timeout=15) as sock:
+        sock.sendall(b"CONNECT www.facebook.com:443 HTTP/1.1\r\nHost: www.facebook.com:443\r\n\r\n")
+        assert h.status_of(sock, 5) == 200
+        with pytest.raises((ssl.SSLError, OSError)):
+            context.wrap_socket(sock, server_hostname="www.facebook.com.").close()
+    assert 1.5 < time.monotonic() - started < 8
+    assert refusals(proxy, "head-timeout") == 1
+    assert [r for r in proxy.records() if r["event.action"] not in ("refused", "tunnel")] == []

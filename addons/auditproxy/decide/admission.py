@@ -49,6 +49,7 @@ _TEXTS = {
 }
 
 MIN_BODY_RATE = 500  # bytes/s a request body must average: each 500 bytes buy a second
+AUTO_MAX_CONNECTIONS = 16_384  # ~18 KiB each while idle: ~300 MB, more than a core serves
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +112,12 @@ class Admission:
     @property
     def max_connections(self) -> int:
         """The client connections allowed: as configured, or half of what the open-file
-        limit leaves after the reserve (each client may need a connection to a server)."""
+        limit leaves after the reserve (each client may need a connection to a server), at
+        most AUTO_MAX_CONNECTIONS."""
         if self.limits.max_connections:
             return self.limits.max_connections
-        return max(1, (self.files_limit - self.limits.file_reserve) // 2)
+        by_files = (self.files_limit - self.limits.file_reserve) // 2
+        return max(1, min(by_files, AUTO_MAX_CONNECTIONS))
 
     @property
     def files(self) -> int:
