@@ -75,8 +75,8 @@ class GuardedReader:
             spent = time.perf_counter() - self._handed_at
             if spent > SLICE_SECONDS:
                 self._slice = max(MIN_SLICE, int(self._slice * SLICE_SECONDS / spent))
-            elif spent < SLICE_SECONDS / 2:
-                self._slice = min(MAX_SLICE, self._slice * 2)
+            elif spent < SLICE_SECONDS / 2:  # cheap bytes: back to whole reads quickly
+                self._slice = min(MAX_SLICE, self._slice * (4 if spent < SLICE_SECONDS / 8 else 2))
         pending = self._pending
         if pending:
             await asyncio.sleep(0)  # this connection had its turn: the others first

@@ -97,27 +97,41 @@ def endless_headers(
     """Header lines that never end; when the proxy hangs up, connect and start again."""
     stats = Stats()
     while not stop.is_set():
-        try:
-            sock = dial(port, source)
-        except OSError as e:
-            stats.errors.append(repr(e))
-            stop.wait(0.05)
-            continue
-        stats.connections += 1
-        with sock:
-            try:
-                sock.sendall(b"GET http://news.example/endless HTTP/1.1\r\nHost: news.example\r\n")
-                while not stop.is_set():
-                    sock.sendall(LINE)
-                    stats.bytes_sent += len(LINE)
-            except OSError:
-                stats.closed_by_proxy += 1
-                status = status_of(sock, 0.2)
-                if status:
-                    stats.statuses[status] += 1
+        one = endless_headers_once(port, stop, source)
+        stats.connections += one.connections
+        stats.closed_by_proxy += one.closed_by_proxy
+        stats.bytes_sent += one.bytes_sent
+        stats.statuses += one.statuses
+        stats.errors += one.errors
         if not reconnect:
             break
         stop.wait(0.01)
+    return stats
+
+
+def endless_headers_once(
+    port: int, stop: threading.Event, source: str | None = None, max_bytes: int = 1 << 40
+) -> Stats:
+    """One connection's header lines, until the proxy hangs up, `stop` or `max_bytes`."""
+    stats = Stats()
+    try:
+        sock = dial(port, source)
+    except OSError as e:
+        stats.errors.append(repr(e))
+        stop.wait(0.05)
+        return stats
+    stats.connections += 1
+    with sock:
+        try:
+            sock.sendall(b"GET http://news.example/endless HTTP/1.1\r\nHost: news.example\r\n")
+            while not stop.is_set() and stats.bytes_sent < max_bytes:
+                sock.sendall(LINE)
+                stats.bytes_sent += len(LINE)
+        except OSError:
+            stats.closed_by_proxy += 1
+            status = status_of(sock, 0.2)
+            if status:
+                stats.statuses[status] += 1
     return stats
 
 
