@@ -161,6 +161,24 @@ def test_a_large_policy_is_read_hashed_and_parsed_off_the_loop(start_proxy, e2e_
     assert ProxyClient("127.0.0.1", proxy.port).get("http://z.test/").status == 403
 
 
+def test_an_access_log_turned_into_a_fifo_freezes_nothing(start_proxy, e2e_policy, upstream):
+    """Opening a FIFO to write waits for a reader: the log is opened without blocking, and
+    its records wait in the backlog until the path is a file again."""
+    proxy = start_proxy(policy=e2e_policy)
+    log = proxy.access_log
+    with Latency(proxy) as latency:
+        time.sleep(0.5)
+        log.rename(log.with_suffix(".log.1"))
+        os.mkfifo(log)
+        wait_until(lambda: "cannot write access log" in proxy.stderr(), "the failure")
+        time.sleep(1)
+        log.unlink()
+        wait_until(lambda: endpoint(proxy, "/healthz")[1]["access_log_backlog"] == 0, "drain")
+    assert latency.failures == [] and max(latency.times) < 2
+    written = [r["url.path"] for r in proxy.records() if r.get("url.path", "").startswith("/lat")]
+    assert written, "the records held meanwhile were not written to the new file"
+
+
 # ---------------------------------------------------------------------------------------
 # The notice state
 
