@@ -273,7 +273,6 @@ class Runtime:
         if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        self._start_metrics_server()
         admission = self.admission
         before, after = self._files_raised or (admission.files_limit, admission.files_limit)
         logger.info(
@@ -286,6 +285,7 @@ class Runtime:
             if admission.limits.max_per_client
             else "no limit per address",
         )
+        self._start_metrics_server()  # last: once /healthz answers, start-up is logged
 
     def done(self) -> None:
         for task in self._tasks:

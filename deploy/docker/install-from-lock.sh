@@ -24,5 +24,5 @@ UV_PROJECT_ENVIRONMENT=$prefix UV_PYTHON_DOWNLOADS=never "$tools/bin/uv" sync --
 
 # Smoke test: every module the proxy loads imports (a dependency missing from the lock
 # fails here, not at the first start), and the shipped policy passes its own check.
-"$prefix/bin/python" -c 'import auditproxy.addon, auditproxy.state_redis'
+"$prefix/bin/python" -c 'import auditproxy.addon, auditproxy.notice.store_redis'
 "$prefix/bin/auditproxy" check "$src/policy/department.yaml"
