@@ -15,7 +15,14 @@ PACKAGE = REPO / "addons" / "auditproxy"
 # The pipeline's folders in order; each may import itself and those before it.
 FOLDERS = ("policy", "decide", "notice", "sinks")
 # Top-level modules that may import mitmproxy: the hooks, what they run on, the command.
-MITMPROXY_ALLOWED = {"addon.py", "addon_connections.py", "stages.py", "runtime.py", "runner.py"}
+MITMPROXY_ALLOWED = {
+    "addon.py",
+    "addon_admit.py",
+    "addon_connections.py",
+    "stages.py",
+    "runtime.py",
+    "runner.py",
+}
 MAX_LINES = 300
 
 

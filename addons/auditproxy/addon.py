@@ -3,6 +3,8 @@
 order for every hook (`AuditProxy.stages`, run by `Pipeline`):
 
     Runtime   options, the policy in force (hot reload), notice state, log, metrics
+    Admit     who may connect and what a connection may cost: outsiders and connections
+              over the limits refused as they connect, heads, bodies and idle time bounded
     Decide    classify -> identify -> decide: the flow's `FlowState` with its Decision
     Enforce   refuse clients outside the policy's networks, answer `block` with its page,
               leave `bypass` TLS undecrypted
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +28,7 @@ from weakref import WeakKeyDictionary
 
 from mitmproxy import connection, ctx, http, tls
 
+from auditproxy.addon_admit import Admit
 from auditproxy.addon_connections import Gate, RecordConnections
 from auditproxy.decide import pages
 from auditproxy.decide.decision import BAD_HOST, Decision, Engine
@@ -38,17 +42,25 @@ from auditproxy.policy.model import Action
 from auditproxy.runtime import Runtime
 from auditproxy.stages import Stage, exchange_of, guarded, request_view, state_of
 
-HOOKS = (
+logger = logging.getLogger("auditproxy")
+
+HOOKS = (  # every hook a stage has; `Pipeline` runs the stages that have it, in order
+    "client_connected",
     "http_connect",
     "http_connect_error",
     "requestheaders",
+    "request",
     "tls_clienthello",
+    "tls_established_client",
     "tls_failed_client",
     "tls_failed_server",
     "server_connect",
+    "server_connected",
+    "server_disconnected",
     "responseheaders",
     "response",
     "error",
+    "websocket_start",
     "websocket_message",
     "websocket_end",
     "tcp_start",
@@ -354,6 +366,8 @@ class Record(Stage):
             return
         address = data.context.server.address
         client = canonical_address(data.context.client.peername[0])
+        if decision.action is Action.BYPASS:
+            self.connection(data.context.client).records += 1  # its `tunnel` record
         self.runtime.recorder.tunnel(decision, address[1] if address else 443, client)
 
     @guarded("metrics")
@@ -450,6 +464,7 @@ class AuditProxy:
         self.runtime = Runtime()
         connections: WeakKeyDictionary[connection.Client, ConnectionState] = WeakKeyDictionary()
         self.stages: list[Stage] = [
+            Admit(self.runtime, connections),
             Decide(self.runtime, connections),
             Enforce(self.runtime, connections),
             Gate(self.runtime, connections),

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from auditproxy.policy.files import read_regular_file
 from auditproxy.policy.hosts import normalize_domain
 from auditproxy.policy.model import (
     Action,
@@ -45,7 +46,7 @@ def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file. Raises PolicyError (a ValueError) with all problems."""
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_file(path)
     except OSError as e:
         raise PolicyError(source, [Problem(0, f"cannot read policy: {e.strerror or e}")]) from e
     return parse_policy(data, source=source)
@@ -146,12 +147,13 @@ class PolicyBuilder(SettingsReader):
         any_notice = any(c.notice for c in categories)
         notice = self.notice(top.get("notice"), root, url or "", required=any_notice)
         clients = self.clients(top.get("clients"))
+        refuse = self.client_refusal(top.get("clients"))
         identity = self.identity(top.get("identity"))
         logging = self.logging(top.get("logging"))
         destinations = self.destinations(top.get("destinations"))
 
-        parts = (name, url, timezone, notice, clients, identity, logging, destinations)
-        if self.problems or None in parts:
+        settings = (notice, clients, refuse, identity, logging, destinations)
+        if self.problems or None in (name, url, timezone, *settings):
             return None
         return Policy(
             name=name,
@@ -164,6 +166,7 @@ class PolicyBuilder(SettingsReader):
             identity=identity,
             logging=logging,
             destinations=destinations,
+            refuse=refuse,
         )
 
     def timezone(self, node: yaml.Node) -> ZoneInfo | None:
