@@ -280,6 +280,8 @@ SHOWN = 'event="shown"'
 ACKNOWLEDGED = 'event="acknowledged"'
 BLOCK = 'action="block"'
 REFUSE = 'action="refuse"'
+REFUSALS = "auditproxy_refusals_total"
+OUTSIDER = 'reason="client"'
 MONITOR = 'action="monitor"'
 BYPASS = 'action="bypass"'
 DROPPED = 'outcome="dropped"'
@@ -341,12 +343,20 @@ def monitored_access_panels() -> list[Panel]:
             stat_panel(
                 6,
                 "Refused clients",
-                "Requests answered 403 because the client's address is outside the policy's "
-                "allowed networks (clients.allow), in the selected time range. Counts requests, "
-                "not distinct clients. Anything above zero is worth a look: someone outside "
-                "the department is trying to use the proxy.",
+                "Connections closed as they opened (clients.refuse: connect) and requests "
+                "answered 403 (clients.refuse: page) because the client's address is outside "
+                "the policy's allowed networks (clients.allow), in the selected time range. "
+                "Counts attempts, not distinct clients. Anything above zero is worth a look: "
+                "someone outside the department is trying to use the proxy.",
                 "short",
-                instant(or_zero(f"sum({increase_range(REQ, REFUSE)})"), "refused"),
+                instant(
+                    # The connections' series always exists (counted from 0); the requests'
+                    # only once one was refused with the page.
+                    f"sum({increase_range(REFUSALS, OUTSIDER)}) + (sum("
+                    f"{increase_range(REQ, REFUSE)}) or sum({increase_range(REFUSALS, OUTSIDER)})"
+                    " * 0)",
+                    "refused",
+                ),
             ).thresholds(thresholds((None, "green"), (1, "red")))
         ),
         (
@@ -455,14 +465,20 @@ def monitored_access_panels() -> list[Panel]:
             timeseries_panel(
                 15,
                 "Blocked requests and refused clients",
-                "Requests refused with the block page, per site, and requests refused because "
-                "the client is outside the allowed networks, per minute.",
+                "Requests refused with the block page, per site, requests refused because the "
+                "client is outside the allowed networks (clients.refuse: page), and connections "
+                "the proxy refused or closed, by reason (client: outside the networks; "
+                "limit-*: caps; head-*, body-timeout: hostile or broken clients), per minute.",
                 "cpm",
                 series(
                     or_zero(f"60 * sum by (category, site) ({rate(REQ, CAT, BLOCK)})"),
                     "blocked {{category}}/{{site}}",
                 ),
                 series(or_zero(f"60 * sum({rate(REQ, REFUSE)})"), "refused (client not allowed)"),
+                series(
+                    or_zero(f"60 * sum by (reason) ({rate(REFUSALS)})"),
+                    "connections refused: {{reason}}",
+                ),
             ).min(0)
         ),
         (

@@ -17,6 +17,7 @@ FOLDERS = ("policy", "decide", "notice", "sinks")
 # Top-level modules that may import mitmproxy: the hooks, what they run on, the command.
 MITMPROXY_ALLOWED = {
     "addon.py",
+    "addon_admit.py",
     "addon_connections.py",
     "addon_groups.py",
     "addon_identity.py",

@@ -348,8 +348,10 @@ def test_deployment_probes_security_and_references() -> None:
         assert sc["capabilities"]["drop"] == ["ALL"]
         assert "memory" in container["resources"]["limits"]
     (proxy,) = pod["containers"]
-    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+    for probe in ("livenessProbe", "startupProbe"):
         assert proxy[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    # Readiness is /readyz (issue #13): what takes a pod out of the Service, not a restart.
+    assert proxy["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     ports = {p["name"]: p["containerPort"] for p in proxy["ports"]}
     assert ports == {"proxy": 8080, "metrics": 9464}
     args = dict(a.removeprefix("--").split("=", 1) for a in proxy["args"])

@@ -3,6 +3,8 @@
 order for every hook (`AuditProxy.stages`, run by `Pipeline`):
 
     Runtime   options, the policy in force (hot reload), notice state, log, metrics
+    Admit     who may connect and what a connection may cost: outsiders and connections
+              over the limits refused as they connect, heads, bodies and idle time bounded
     Authenticate  the client behind a trusted balancer; proxy authentication (Negotiate,
               Basic): 407, or the connection's principal (`addon_identity`)
     Decide    classify -> identify -> decide: the flow's `FlowState` with its Decision
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +31,7 @@ from weakref import WeakKeyDictionary
 
 from mitmproxy import connection, ctx, http, tls
 
+from auditproxy.addon_admit import Admit
 from auditproxy.addon_connections import Gate, RecordConnections
 from auditproxy.addon_groups import Groups
 from auditproxy.addon_identity import Authenticate, IdentityOptions
@@ -48,17 +52,25 @@ from auditproxy.stages import (
     state_of,
 )
 
-HOOKS = (
+logger = logging.getLogger("auditproxy")
+
+HOOKS = (  # every hook a stage has; `Pipeline` runs the stages that have it, in order
+    "client_connected",
     "http_connect",
     "http_connect_error",
     "requestheaders",
+    "request",
     "tls_clienthello",
+    "tls_established_client",
     "tls_failed_client",
     "tls_failed_server",
     "server_connect",
+    "server_connected",
+    "server_disconnected",
     "responseheaders",
     "response",
     "error",
+    "websocket_start",
     "websocket_message",
     "websocket_end",
     "tcp_start",
@@ -375,6 +387,8 @@ class Record(Stage):
             return
         address = data.context.server.address
         client = self.client_of(data.context.client)
+        if decision.action is Action.BYPASS:
+            self.connection(data.context.client).records += 1  # its `tunnel` record
         self.runtime.recorder.tunnel(decision, address[1] if address else 443, client)
 
     @guarded("metrics")
@@ -496,6 +510,7 @@ class AuditProxy:
         connections: WeakKeyDictionary[connection.Client, ConnectionState] = WeakKeyDictionary()
         self.identity = IdentityOptions(self.runtime)
         self.stages: list[Stage] = [
+            Admit(self.runtime, connections),
             Authenticate(self.runtime, connections, self.identity),
             Decide(self.runtime, connections),
             Groups(self.runtime, connections, self.identity),

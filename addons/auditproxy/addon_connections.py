@@ -184,7 +184,6 @@ class RecordConnections(Stage):
             return
         message = flow.messages[-1]
         state.traffic.add(message.from_client, len(message.content))
-        del flow.messages[:-1]  # counted: never kept (a long tunnel would fill memory)
         if not state.started and state.decision is not None:
             # A record as soon as bytes flow: a long tunnel is on record even if the
             # process dies before it ends.
@@ -230,7 +229,6 @@ class RecordConnections(Stage):
             state.traffic = Counts()
         message = flow.websocket.messages[-1]
         state.traffic.add(message.from_client, len(message.content))
-        del flow.websocket.messages[:-1]  # counted: never kept
 
     @guarded("log")
     def websocket_end(self, flow: http.HTTPFlow) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from auditproxy.decide.admission import Limits
 from auditproxy.identity_options import IDENTITY_OPTIONS
+from auditproxy.policy.files import DEFAULT_MAX_BYTES as DEFAULT_POLICY_MAX_BYTES
 from auditproxy.policy.load import DEFAULT_POLICY
 from auditproxy.preflight import PSEUDONYM_KEY_FILE as KEY_FILE_NAME
 
@@ -77,8 +79,99 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (  # name, type, default, help
         "Largest page (decoded bytes) the notice is put into; larger pages are skipped "
         "(reason too_large). Keep it at or below mitmproxy's stream_large_bodies.",
     ),
+    (
+        "auditproxy_policy_max_bytes",
+        int,
+        DEFAULT_POLICY_MAX_BYTES,
+        "Largest policy file read (bytes); a larger one, or one that is not a regular file "
+        "(a FIFO, a device), is refused and the policy in force stays.",
+    ),
+    # Hostile and broken clients (decide/admission.py, decide/guard.py).
+    (
+        "auditproxy_max_connections",
+        int,
+        0,
+        "Most client connections open at once; more are closed as they connect (reason "
+        "limit-global). 0: half of what the open-file limit leaves after the reserve, at "
+        "most 16384.",
+    ),
+    (
+        "auditproxy_max_connections_per_client",
+        int,
+        256,
+        "Most connections open at once from one client address (reason limit-address); "
+        "0: no limit. The policy's identity.trusted_proxies are exempt.",
+    ),
+    (
+        "auditproxy_file_reserve",
+        int,
+        64,
+        "Open files kept free for the metrics and health endpoints, the log, the notice "
+        "state and the policy: client connections are refused (limit-files) before it.",
+    ),
+    (
+        "auditproxy_head_max_bytes",
+        int,
+        64 * 1024,
+        "Largest request head (request line, headers, cookies) in bytes: a larger one "
+        "closes the connection (431 on plain HTTP/1; reason head-size).",
+    ),
+    (
+        "auditproxy_head_timeout",
+        str,
+        "10",
+        "Seconds a request head may take from its first byte, and a new connection or "
+        "tunnel before its first request (408 on plain HTTP/1; reason head-timeout).",
+    ),
+    (
+        "auditproxy_idle_timeout",
+        str,
+        "60",
+        "Seconds a kept-alive connection may wait for its next request before it is "
+        "closed (quietly: nothing is refused).",
+    ),
+    (
+        "auditproxy_body_timeout",
+        str,
+        "30",
+        "Seconds a request body may fall silent; after the first such span it must also "
+        "average 500 bytes/s (reason body-timeout).",
+    ),
     *IDENTITY_OPTIONS,
 )
+
+_INT_LIMITS = {  # option -> (Limits field, lowest, highest)
+    "auditproxy_max_connections": ("max_connections", 0, 10_000_000),
+    "auditproxy_max_connections_per_client": ("max_per_client", 0, 10_000_000),
+    "auditproxy_file_reserve": ("file_reserve", 16, 1_000_000),
+    "auditproxy_head_max_bytes": ("head_max_bytes", 4096, 16 * 1024 * 1024),
+}
+_SECONDS = {  # option -> (Limits field, lowest, highest)
+    "auditproxy_head_timeout": ("head_timeout", 0.5, 3600.0),
+    "auditproxy_idle_timeout": ("idle_timeout", 1.0, 86400.0),
+    "auditproxy_body_timeout": ("body_timeout", 1.0, 86400.0),
+}
+LIMIT_OPTIONS = frozenset(_INT_LIMITS) | frozenset(_SECONDS)
+
+
+def limits_from(options: Any) -> Limits:
+    """The `auditproxy_*` limit options -> Limits; ValueError naming the option if wrong."""
+    values: dict[str, Any] = {}
+    for name, (field, low, high) in _INT_LIMITS.items():
+        value = getattr(options, name)
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be from {low} to {high}, not {value}")
+        values[field] = value
+    for name, (field, low, high) in _SECONDS.items():
+        text = getattr(options, name)
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = -1.0
+        if not low <= seconds <= high:
+            raise ValueError(f"{name} must be seconds from {low:g} to {high:g}, not {text!r}")
+        values[field] = seconds
+    return Limits(**values)
 
 
 def parse_interval(text: str) -> float:

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -26,6 +27,8 @@ from zoneinfo import ZoneInfo
 from mitmproxy import ctx, exceptions
 from mitmproxy import version as mitmproxy_version
 
+from auditproxy import gate
+from auditproxy.decide.admission import Admission, Limits, file_limit, raise_file_limit
 from auditproxy.decide.decision import Engine
 from auditproxy.decide.identity import load_key
 from auditproxy.notice.resilient import Resilient, open_store
@@ -34,18 +37,22 @@ from auditproxy.notice.store import MemoryState
 from auditproxy.options import (
     DEFAULT_NOTICE_MAX_BYTES,
     KEY_FILE_NAME,
+    LIMIT_OPTIONS,
     OPTIONS,
     STATE_FILE_NAME,
     chain_state_candidates,
+    limits_from,
     parse_interval,
 )
 from auditproxy.policy.days import Calendar
+from auditproxy.policy.files import DEFAULT_MAX_BYTES, read_regular_file
 from auditproxy.policy.load import DEFAULT_POLICY, parse_policy
 from auditproxy.policy.model import PolicyError
 from auditproxy.policy.watch import FileWatch
 from auditproxy.sinks.accesslog import AccessLog
 from auditproxy.sinks.chain import LogChain
 from auditproxy.sinks.chainstate import Claim, claim, claim_free
+from auditproxy.sinks.health import Snapshot, readiness
 from auditproxy.sinks.http import Heartbeat, MetricsServer
 from auditproxy.sinks.logfile import LogSink
 from auditproxy.sinks.metrics import DailyUsers, Metrics
@@ -54,6 +61,7 @@ from auditproxy.sinks.seal import derive_key
 
 logger = logging.getLogger("auditproxy")
 UTC = ZoneInfo("UTC")
+FILES_COUNT_INTERVAL = 5.0  # seconds between counts of the open descriptors (off the loop)
 
 
 class Runtime:
@@ -73,17 +81,29 @@ class Runtime:
         self.sink: LogSink | None = None
         self.chain: LogChain | None = None  # the access log's hash chain, one per sink
         self.state: Resilient | None = None
+        self.limits = Limits()
+        self.admission = Admission(self.limits, file_limit())
         self._tasks: list[asyncio.Task] = []
         # Whether the options can serve a policy (e.g. a keytab for its auth): each
         # raises ValueError; run on every load, so such a reload keeps the last good one.
         self.checks: list[Callable[[Engine], None]] = []
         self._reload_interval = 1.0
+        self._policy_max_bytes = DEFAULT_MAX_BYTES
         self._options_ready = False
         self._force_reload = False
         self._pruned_before: date | None = None
         self.metrics.log_sequence.set_function(
             lambda: float(self.chain.sequence) if self.chain is not None else 0.0
         )
+        self._files_counted_at = float("-inf")
+        self._files_raised: tuple[int, int] | None = None
+        self._reload_problem: str | None = None  # while reloads fail: why the last one did
+        self._reload_failing_since: float | None = None
+        self._reload_failures = 0
+        admission, m = self.admission, self.metrics
+        m.client_connections.set_function(lambda: admission.clients)
+        m.open_files.set_function(lambda: admission.files)
+        m.open_files_limit.set_function(lambda: admission.files_limit)
 
     # ------------------------------------------------------------------ options
 
@@ -91,6 +111,13 @@ class Runtime:
         for name, kind, default, help_text in OPTIONS:
             loader.add_option(name, kind, default, help_text)
         self._options_ready = True
+        # As early as possible: mitmproxy listens before `running`. The soft limit (often
+        # 1,024) is what `accept` runs into; the hard one is what the system allows us.
+        self._files_raised = raise_file_limit()
+        self.admission.files_limit = file_limit()
+        count = gate.count_open_files()
+        if count is not None:
+            self.admission.measured(count)
 
     def configure(self, updated: set[str]) -> None:
         if not self._options_ready:
@@ -107,13 +134,25 @@ class Runtime:
             self._attach_chain()
         if "auditproxy_notice_max_bytes" in updated:
             self.notice.max_bytes = options.auditproxy_notice_max_bytes
+        if "auditproxy_policy_max_bytes" in updated:
+            if options.auditproxy_policy_max_bytes < 1:
+                raise exceptions.OptionsError("auditproxy_policy_max_bytes must be positive")
+            self._policy_max_bytes = options.auditproxy_policy_max_bytes
+        if updated & LIMIT_OPTIONS:
+            try:
+                self.limits = limits_from(options)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
+            self.admission.limits = self.limits
         if updated & {"auditproxy_state", "confdir"} or self.state is None:
             self._open_state()
         policy_options = {"auditproxy_policy", "auditproxy_pseudonym_key", "confdir"}
         if updated & policy_options or self.engine is None:
             path = options.auditproxy_policy or str(DEFAULT_POLICY)
             try:
-                engine = self.compile(Path(path).read_bytes(), path)
+                # Start-up or an operator's option change: nothing waits on a FIFO here
+                # either, but the parse itself runs here (reloads run off the loop).
+                engine = self.compile(read_regular_file(path, self._policy_max_bytes), path)
             except OSError as e:
                 self.metrics.policy_reloads.labels("failure").inc()
                 raise exceptions.OptionsError(f"cannot read policy {path}: {e.strerror}") from e
@@ -226,9 +265,17 @@ class Runtime:
             return self.calendar.tz if self.calendar is not None else UTC
 
         try:
-            return open_store(value, self._state_fault, timezone)
+            return open_store(value, self._state_fault, timezone, self._state_lost)
         except (ValueError, RuntimeError) as e:
             raise exceptions.OptionsError(f"auditproxy_state: {e}") from None
+
+    def _state_lost(self, cause: str) -> None:
+        self.metrics.state_lost.labels(cause).inc()
+        logger.warning(
+            "notice state lost its data while running (%s); answering from memory and "
+            "re-creating it with today's claims",
+            cause,
+        )
 
     def _state_fault(self, what: str, error: Exception) -> None:
         self.recorder.fault(
@@ -287,6 +334,7 @@ class Runtime:
                 policy.sha256[:12],
                 len(policy.sites),
             )
+            self._reload_recovered()
         else:
             logger.info(
                 "policy loaded: %s from %s (sha256 %s, %d sites, %d domains)",
@@ -318,7 +366,19 @@ class Runtime:
         if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(RuntimeError, ValueError):
                 loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        self._start_metrics_server()
+        admission = self.admission
+        before, after = self._files_raised or (admission.files_limit, admission.files_limit)
+        logger.info(
+            "open files: limit %d%s, %d kept in reserve; up to %d client connections, %s",
+            after,
+            f" (raised from {before})" if after != before else "",
+            admission.limits.file_reserve,
+            admission.max_connections,
+            f"{admission.limits.max_per_client} per address"
+            if admission.limits.max_per_client
+            else "no limit per address",
+        )
+        self._start_metrics_server()  # last: once /healthz answers, start-up is logged
 
     def done(self) -> None:
         for task in self._tasks:
@@ -339,7 +399,9 @@ class Runtime:
             return
         host = ctx.options.auditproxy_metrics_host
         try:
-            server = MetricsServer(self.metrics, self.heartbeat, host, port, self.health)
+            server = MetricsServer(
+                self.metrics, self.heartbeat, host, port, self.health, self.readiness
+            )
         except OSError as e:
             # Metrics are not worth taking the web away from staff: keep proxying, retry.
             self.recorder.fault(
@@ -348,7 +410,11 @@ class Runtime:
             return
         server.start()
         self.server = server
-        logger.info("metrics and health on http://%s:%d/metrics and /healthz", host, port)
+        logger.info(
+            "metrics, health and readiness on http://%s:%d/metrics, /healthz and /readyz",
+            host,
+            port,
+        )
 
     def health(self) -> dict:
         engine = self.engine
@@ -361,6 +427,35 @@ class Runtime:
             "access_log_sequence": self.chain.sequence if self.chain else 0,
             "state_backend": self.state.backend if self.state else None,
         }
+
+    def readiness(self) -> tuple[bool, dict]:
+        """`/readyz` (called from the endpoint's thread): see `sinks.health`."""
+        engine, state, sink, admission = self.engine, self.state, self.sink, self.admission
+        failing_since = self._reload_failing_since
+        return readiness(
+            Snapshot(
+                event_loop_age=self.heartbeat.age(),
+                event_loop_ok=self.heartbeat.healthy(),
+                policy=engine.policy.name if engine else None,
+                policy_sha256=engine.policy.sha256 if engine else None,
+                reload_problem=self._reload_problem,
+                reload_failing_for=(
+                    time.monotonic() - failing_since if failing_since is not None else None
+                ),
+                state_backend=state.backend if state else None,
+                state_configured=state.name if state else None,
+                state_lost=state.lost if state else None,
+                state_losses=state.losses if state else 0,
+                log_ok=sink.healthy if sink else False,
+                log_backlog=sink.backlog if sink else 0,
+                log_backlog_limit=sink.backlog_limit if sink else 1,
+                open_files=admission.files,
+                files_limit=admission.files_limit,
+                file_reserve=admission.limits.file_reserve,
+                clients=admission.clients,
+                max_clients=admission.max_connections,
+            )
+        )
 
     async def _beat(self) -> None:
         while True:
@@ -375,6 +470,7 @@ class Runtime:
                 ("reload", self._check_policy),
                 ("state", self._maintain_state),
                 ("metrics", self._maintain_metrics),
+                ("admit", self._maintain_admission),
             ):
                 try:
                     result = step()
@@ -394,14 +490,29 @@ class Runtime:
                 self.recorder.log_dropped(chain)
             chain.maintain()
 
-    def _maintain_state(self) -> None:
-        """Once a day, forget the past days (only today's claims matter)."""
+    async def _maintain_state(self) -> None:
+        """Notice a store that lost its data and re-create it (off the loop); once a day,
+        forget the past days (only today's claims matter)."""
         if self.state is None or self.calendar is None:
             return
-        self.state.poll()  # back on the store after a fault, even with no traffic
+        state = self.state
+        state.poll()  # back on the store after a fault, even with no traffic
+        cause = await asyncio.to_thread(state.probe)
+        if cause is not None and state is self.state:
+            state.lose(cause)
+        if state.rebuild_due():
+            try:
+                store, written = await asyncio.to_thread(state.rebuild)
+            except Exception as e:
+                state.rebuild_failed(e)
+            else:
+                if state is self.state:
+                    state.install(store, written)
+                else:
+                    store.close()
         today = self.calendar.today()
         if self._pruned_before != today:
-            removed = self.state.prune(today)
+            removed = state.prune(today)
             self._pruned_before = today
             if removed:
                 logger.info("notice state: forgot %d records of past days", removed)
@@ -413,6 +524,16 @@ class Runtime:
             counts = users.counts()
             for category in {c.name for c in engine.policy.categories} | {"other"}:
                 self.metrics.daily_users.labels(category).set(counts.get(category, 0))
+
+    async def _maintain_admission(self) -> None:
+        """Summed-up refusal records; a fresh count of open files now and then."""
+        self.recorder.flush_refusals(self.engine)
+        now = time.monotonic()
+        if now - self._files_counted_at >= FILES_COUNT_INTERVAL:
+            self._files_counted_at = now
+            count = await asyncio.to_thread(gate.count_open_files)
+            if count is not None:
+                self.admission.measured(count)
 
     def _on_sighup(self) -> None:
         logger.info("SIGHUP: reopening the access log and re-reading the policy")
@@ -429,25 +550,33 @@ class Runtime:
         if watch.missing():
             self._reload_failed(f"policy file {watch.path} is missing")
             return
-        try:
-            data = Path(watch.path).read_bytes()
-        except OSError as e:
-            self._reload_failed(f"cannot read policy {watch.path}: {e.strerror}")
-            return
         forced, self._force_reload = self._force_reload, False
-        unchanged = self.engine and hashlib.sha256(data).hexdigest() == self.engine.policy.sha256
-        if unchanged and not forced:  # touched, not changed
-            self.metrics.policy_last_reload_successful.set(1)
-            return
+        in_force = self.engine.policy.sha256 if self.engine and not forced else None
         try:
-            engine = await asyncio.to_thread(self.compile, data, watch.path)
+            # Read (without waiting on a FIFO), hash and parse in a worker thread: a large
+            # policy takes seconds to parse, and a path may be anything.
+            engine = await asyncio.to_thread(self._read_and_compile, watch.path, in_force)
+        except OSError as e:
+            self._reload_failed(f"cannot read policy {watch.path}: {e.strerror or e}")
+            return
         except PolicyError as e:
             self._reload_failed(f"policy {watch.path} has {len(e.problems)} problem(s):\n{e}")
             return
         except ValueError as e:
             self._reload_failed(f"policy {watch.path} is not usable: {e}")
             return
+        if engine is None:  # touched, or back to the policy in force
+            self.metrics.policy_last_reload_successful.set(1)
+            self._reload_recovered()
+            return
         self.install(engine)
+
+    def _read_and_compile(self, path: str, in_force: str | None) -> Engine | None:
+        """Off the loop: the policy's Engine, or None if it is the one in force."""
+        data = read_regular_file(path, self._policy_max_bytes)
+        if in_force is not None and hashlib.sha256(data).hexdigest() == in_force:
+            return None
+        return self.compile(data, path)
 
     def _reload_failed(self, why: str) -> None:
         self.metrics.policy_reloads.labels("failure").inc()
@@ -455,3 +584,24 @@ class Runtime:
         current = self.engine.policy if self.engine else None
         keeping = f"{current.name} (sha256 {current.sha256[:12]})" if current else "nothing"
         logger.error("policy reload failed; keeping %s in force. %s", keeping, why)
+        self._reload_problem = why.splitlines()[0][:500]
+        if self._reload_failing_since is None:
+            self._reload_failing_since = time.monotonic()
+        self._reload_failures += 1
+
+    def _reload_recovered(self) -> None:
+        """The first good reload after failures: say so (a fixed policy is worth a line)."""
+        if self._reload_failing_since is None:
+            return
+        failing_for = time.monotonic() - self._reload_failing_since
+        engine = self.engine
+        logger.warning(
+            "policy reload recovered after %d failed attempt(s) over %.0f s: %s (sha256 %s) "
+            "is in force",
+            self._reload_failures,
+            failing_for,
+            engine.policy.name if engine else "?",
+            engine.policy.sha256[:12] if engine else "?",
+        )
+        self._reload_problem = self._reload_failing_since = None
+        self._reload_failures = 0

@@ -29,6 +29,17 @@ def e2e_policy(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def page_policy(e2e_policy: Path) -> Path:
+    """The e2e policy with `clients.refuse: page`: outsiders get the refusal page (and an
+    access record) for each request instead of a connection closed as it opens."""
+    text = e2e_policy.read_text().replace(
+        "allow: [127.0.0.1/32]", "allow: [127.0.0.1/32]\n  refuse: page"
+    )
+    e2e_policy.write_text(text)
+    return e2e_policy
+
+
+@pytest.fixture
 def start_proxy(
     tmp_path: Path, upstream: Upstream, upstream_ca_file: Path
 ) -> Iterator[Callable[..., AuditProxyProcess]]:
@@ -36,9 +47,14 @@ def start_proxy(
     started: list[AuditProxyProcess] = []
 
     def start(
-        *args: str, policy: Path | None = None, name: str = "proxy", start: bool = True
+        *args: str,
+        policy: Path | None = None,
+        name: str = "proxy",
+        start: bool = True,
+        nofile: tuple[int, int] | None = None,
     ) -> AuditProxyProcess:
-        """`start=False`: made, not started (for faults that exist before start)."""
+        """`start=False`: made, not started (for faults that exist before start).
+        `nofile`: the (soft, hard) open-file limit it starts with."""
         workdir = tmp_path / f"{name}-{len(started)}"
         workdir.mkdir()
         proxy = AuditProxyProcess(
@@ -48,6 +64,7 @@ def start_proxy(
             upstream_mode=upstream.proxy_mode,
             upstream_ca=upstream_ca_file,
             start=start,
+            nofile=nofile,
         )
         started.append(proxy)
         return proxy

@@ -118,8 +118,10 @@ def test_block_page_over_http_and_https(start_proxy, e2e_policy, upstream):
     assert proxy.metric("auditproxy_requests_total", **labels) == 2
 
 
-def test_client_outside_the_policy_is_refused(start_proxy, e2e_policy, upstream):
-    proxy = start_proxy(policy=e2e_policy)
+def test_client_outside_the_policy_is_refused(start_proxy, page_policy, upstream):
+    """With `clients.refuse: page`; the default (closed as it connects) is in
+    tests/e2e/test_hostile.py."""
+    proxy = start_proxy(policy=page_policy)
     outsider = ProxyClient("127.0.0.1", proxy.port, source_address="127.0.0.2")
     plain = outsider.get("http://www.facebook.com/")
     assert plain.status == 403 and b"not available from your network" in plain.body

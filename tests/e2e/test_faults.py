@@ -559,10 +559,11 @@ def test_client_giving_up_on_a_hanging_origin_gets_one_record(start_proxy, e2e_p
 # Clients
 
 
-def test_clients_sending_headers_a_byte_at_a_time(start_proxy, e2e_policy, upstream):
-    """Ten slow clients (one an outsider) hold connections open for seconds; everyone
-    else is served meanwhile, and each slow request is answered and logged once."""
-    proxy = start_proxy(policy=e2e_policy)
+def test_clients_sending_headers_a_byte_at_a_time(start_proxy, page_policy, upstream):
+    """Ten slow clients (one an outsider, refused with the page) hold connections open for
+    seconds, within the head timeout; everyone else is served meanwhile, and each slow
+    request is answered and logged once."""
+    proxy = start_proxy(policy=page_policy)
     results: list = []
 
     def slow(n: int, source: str | None) -> None:

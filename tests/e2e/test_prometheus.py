@@ -134,9 +134,10 @@ def _proxy_command() -> list[str]:
 
 
 def _test_policy(path: Path) -> None:
-    """The example policy, with only 127.0.0.1 allowed so that 127.0.0.2 is refused."""
+    """The example policy, with only 127.0.0.1 allowed so that 127.0.0.2 is refused (with
+    the refusal page, so that its request is counted with action="refuse")."""
     policy = yaml.safe_load(EXAMPLE_POLICY.read_text(encoding="utf-8"))
-    policy["clients"] = {"allow": ["127.0.0.1/32"]}
+    policy["clients"] = {"allow": ["127.0.0.1/32"], "refuse": "page"}
     path.write_text(yaml.safe_dump(policy, allow_unicode=True, sort_keys=False), "utf-8")
 
 

@@ -127,11 +127,13 @@ def test_out_of_the_box_it_listens_on_loopback_only(tmp_path, upstream, upstream
 
 
 def test_outsiders_are_refused_before_anything_leaves_the_proxy(
-    start_proxy, e2e_policy, upstream, upstream_ca_file
+    start_proxy, page_policy, upstream, upstream_ca_file
 ):
     """Plain, CONNECT, a bank that would be bypassed, with credentials, with the trusted
-    identity header: all refused, and not one connection to the internet."""
-    proxy = start_proxy("--set", "proxyauth=any", policy=e2e_policy)
+    identity header: all refused, and not one connection to the internet. (With
+    `clients.refuse: page`, so that each gets its page; by default they are closed as they
+    connect: test_outsiders_are_closed_as_they_connect.)"""
+    proxy = start_proxy("--set", "proxyauth=any", policy=page_policy)
     outsider = ProxyClient(
         "127.0.0.1", proxy.port, source_address="127.0.0.2", proxy_auth=("alice", "pw")
     )
@@ -151,6 +153,32 @@ def test_outsiders_are_refused_before_anything_leaves_the_proxy(
     time.sleep(0.3)
     assert upstream.connections_accepted == 0, "a refused client reached the internet"
     assert proxy.metric("auditproxy_tunnels_total", action="bypass") == 0
+
+
+def test_outsiders_are_closed_as_they_connect(start_proxy, e2e_policy, upstream):
+    """By default (`clients.refuse: connect`) an outsider's connection is closed before a
+    byte of it is read: no request head to send, no connection to hold. The refusals are
+    written as `refused` records, the first per address at once and the rest summed up per
+    10 s, so that a flood of them cannot flood the log."""
+    proxy = start_proxy(policy=e2e_policy)
+    for _ in range(50):
+        with socket.create_connection(
+            ("127.0.0.1", proxy.port), timeout=5, source_address=("127.0.0.2", 0)
+        ) as sock:
+            sock.settimeout(5)
+            with contextlib.suppress(OSError):
+                sock.sendall(b"GET http://www.facebook.com/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(100) == b""  # closed, no answer
+    proxy.wait_for_metric("auditproxy_refusals_total", 50, reason="client")
+    first, summary = proxy.wait_for_records(2, lambda r: r["event.action"] == "refused", 15)
+    assert first["labels.refusal"] == summary["labels.refusal"] == "client"
+    assert first["labels.refusal_count"] == "1" and summary["labels.refusal_count"] == "49"
+    assert first["source.ip"] == summary["source.ip"] == "127.0.0.2"
+    assert summary["event.start"] <= summary["event.end"]
+    assert [r for r in proxy.records() if r["event.action"] != "refused"] == []
+    assert upstream.connections_accepted == 0
+    assert ProxyClient("127.0.0.1", proxy.port).get("http://news.example/").status == 200
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -11,6 +12,7 @@ from auditproxy.notice.store import MemoryState, SQLiteState
 
 TODAY = date(2026, 11, 22)
 TOMORROW = date(2026, 11, 23)
+DAY = TODAY
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -193,4 +195,119 @@ def test_a_due_retry_happens_even_for_people_memory_knows(tmp_path):
     clock.now = 6
     assert state.seen(TODAY, "u", "s") is True
     assert not state.degraded
+    state.close()
+
+
+# --- a store that loses its data while running (removed, replaced, overwritten) ----------
+
+
+def test_sqlite_notices_its_file_removed_replaced_or_overwritten(tmp_path):
+    path = tmp_path / "state.db"
+    store = SQLiteState(path)
+    assert store.lost() is None
+    path.write_bytes(path.read_bytes()[:16] + b"\0" * 100)  # damaged past its header
+    assert store.lost() is None
+    path.write_bytes(b"garbage" * 100)  # the same file, overwritten
+    assert store.lost() == "corrupt"
+    other = tmp_path / "other.db"
+    SQLiteState(other).close()
+    os.replace(other, path)
+    assert store.lost() == "replaced"
+    path.unlink()
+    assert store.lost() == "removed"
+    store.close()
+
+
+def test_sqlite_never_opens_a_fifo(tmp_path):
+    from auditproxy.policy.files import FileRefused
+
+    path = tmp_path / "state.db"
+    os.mkfifo(path)
+    with pytest.raises(FileRefused, match="FIFO"):
+        SQLiteState(path)  # would wait forever for a writer in sqlite3.connect
+
+
+def test_todays_claims_are_kept_bounded_and_for_today_only():
+    from auditproxy.notice.store import TodayClaims
+
+    today = TodayClaims(limit=3)
+    for n in range(5):
+        today.add(DAY, f"u{n}", "s")
+    assert len(today) == 3 and today.overflowed
+    today.discard(DAY, "u0", "s")
+    today.add(DAY - timedelta(days=1), "late", "s")  # yesterday's: not kept
+    assert sorted(c[1] for c in today.snapshot()) == ["u1", "u2"]
+    today.add(DAY + timedelta(days=1), "tomorrow", "s")  # a new day starts afresh
+    assert today.snapshot() == [(DAY + timedelta(days=1), "tomorrow", "s")]
+    assert not today.overflowed
+
+
+@pytest.mark.parametrize("damage", ["removed", "replaced", "corrupt"])
+def test_a_lost_file_is_recreated_with_todays_claims(tmp_path, damage):
+    path = tmp_path / "state.db"
+    faults, lost = Faults(), []
+    state = Resilient(
+        lambda: SQLiteState(path),
+        faults,
+        set_aside=lambda whole: SQLiteState.set_aside(path, whole),
+        on_lost=lost.append,
+    )
+    assert state.claim(DAY, "alice", "s") and state.claim(DAY, "bob", "s")
+    state.release(DAY, "bob", "s")  # the banner did not go out after all
+    if damage == "removed":
+        path.unlink()
+    elif damage == "replaced":
+        path.unlink()
+        path.write_bytes(b"not a database" * 100)  # another file, and not even SQLite
+    else:
+        path.write_bytes(b"not a database" * 100)
+    assert state.probe() == damage
+    state.lose(damage)
+    assert lost == [damage] and state.backend == "memory" and state.lost == damage
+    assert state.claim(DAY, "carol", "s")  # memory answers meanwhile
+    assert state.rebuild_due()
+    store, written = state.rebuild()  # off the loop in the proxy
+    state.install(store, written)
+    assert state.backend == "sqlite" and state.lost is None and state.losses == 1
+    assert state.probe() is None
+    assert not state.claim(DAY, "alice", "s") and not state.claim(DAY, "carol", "s")
+    assert state.claim(DAY, "bob", "s")
+    state.close()
+    reopened = SQLiteState(path)
+    assert {u for u in ("alice", "bob", "carol") if reopened.seen(DAY, u, "s")} == {
+        "alice",
+        "bob",
+        "carol",
+    }
+    reopened.close()
+    if damage != "removed":
+        assert list(tmp_path.glob("state.db.lost-*")), "the damaged file was not set aside"
+    assert faults == []
+
+
+def test_a_failed_rebuild_is_retried_later(tmp_path):
+    path = tmp_path / "state.db"
+    opens = []
+
+    def opener() -> SQLiteState:
+        opens.append(1)
+        if len(opens) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return SQLiteState(path)
+
+    faults, clock = Faults(), Clock()
+    state = Resilient(opener, faults, retry_after=5, clock=clock)
+    state.claim(DAY, "alice", "s")
+    state.lose("removed")
+    path.unlink()
+    with pytest.raises(sqlite3.OperationalError):
+        state.rebuild()
+    state.rebuild_failed(sqlite3.OperationalError("disk I/O error"))
+    assert [f[0] for f in faults] == ["re-create"] and not state.rebuild_due()
+    assert state.claim(DAY, "bob", "s") and state.backend == "memory"  # no lazy reopen
+    clock.now = 6
+    assert state.rebuild_due()
+    state.install(*state.rebuild())
+    assert state.backend == "sqlite" and not state.claim(DAY, "alice", "s")
+    assert not state.claim(DAY, "bob", "s")
     state.close()

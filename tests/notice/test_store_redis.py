@@ -457,3 +457,51 @@ def test_the_sqlite_store_reports_its_backend(tmp_path: Path) -> None:
 
 def has_notice(flow) -> bool:
     return b'id="auditproxy-notice"' in (flow.response.content or b"")
+
+
+# --- Redis that loses its data (restarted without persistence, flushed) ------------------
+
+
+def test_the_sentinel_tells_a_flushed_redis(redis_server: RedisServer) -> None:
+    from auditproxy.notice.store_redis import sentinel_key
+
+    settings = parse_state_url(redis_server.url())
+    store = RedisState(settings, toronto_end, sentinel=sentinel_key("test"))
+    assert store.was_empty  # a new process: its sentinel is new
+    assert store.lost() is None
+    again = RedisState(settings, toronto_end, sentinel=sentinel_key("test"))
+    assert not again.was_empty
+    redis_server.client().flushall()
+    assert store.lost() == "flushed"
+    assert store.lost() is None  # it is back: one loss, noticed once
+    store.close()
+    again.close()
+
+
+def test_redis_restarted_empty_gets_todays_claims_back(redis_server: RedisServer) -> None:
+    from auditproxy.notice.store_redis import sentinel_key
+
+    faults, clock, lost = Faults(), Clock(), []
+    settings = parse_state_url(redis_server.url(timeout=0.2))
+    state = Resilient(
+        lambda: RedisState(settings, toronto_end, sentinel=sentinel_key("me")),
+        faults,
+        retry_after=5,
+        clock=clock,
+        name="redis",
+        on_lost=lost.append,
+    )
+    assert state.claim(TODAY, "before", "s")
+    redis_server.stop()
+    redis_server.start()  # same port, no persistence: empty
+    assert state.claim(TODAY, "during", "s")  # redis-py reconnects: no error at all...
+    cause = state.probe()  # ...but the upkeep's check finds our sentinel gone
+    assert cause == "flushed"
+    state.lose(cause)
+    assert lost == ["flushed"] and state.backend == "memory" and state.rebuild_due()
+    state.install(*state.rebuild())
+    assert state.backend == "redis"
+    other = RedisState(settings, toronto_end)
+    assert not other.claim(TODAY, "before", "s") and not other.claim(TODAY, "during", "s")
+    other.close()
+    state.close()

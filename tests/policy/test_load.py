@@ -273,3 +273,20 @@ def test_destination_and_case_mistakes_have_lines(small_policy_text):
     assert any("identity: case: unknown value 'upper'" in m for m in messages)
     assert any("not a valid CIDR" in m and "10.20.0.0/33" in ln for m, ln in messages.items())
     assert any("unknown key 'deny'" in m and "allow, refuse" in m for m in messages)
+
+
+# --- clients.refuse ------------------------------------------------------------------------
+
+
+def test_outsiders_are_refused_at_connect_unless_the_policy_wants_the_page(small_policy_text):
+    from auditproxy.policy.model import ClientRefusal
+
+    assert parse_policy(small_policy_text).refuse is ClientRefusal.CONNECT
+    allow = 'allow: [127.0.0.0/8, "::1/128", 10.0.0.0/8]'
+    page = replace(small_policy_text, allow, allow + "\n  refuse: page")
+    assert parse_policy(page).refuse is ClientRefusal.PAGE
+    wrong = replace(small_policy_text, allow, allow + "\n  refuse: later")
+    line = small_policy_text.splitlines().index("  " + allow) + 2
+    assert problems_of(wrong) == [
+        (line, "clients: refuse: unknown value 'later' (expected one of: connect, page)")
+    ]

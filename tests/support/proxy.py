@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from .ports import free_port, wait_for_http, wait_for_port
 class AuditProxyProcess:
     """`python -m auditproxy.cli run ...` with its access log in a file and its stderr kept.
 
-    `args` are extra `auditproxy run` arguments (e.g. `--set`, `--policy`).
+    `args` are extra `auditproxy run` arguments (e.g. `--set`, `--policy`). `nofile` is the
+    (soft, hard) open-file limit the process starts with.
     """
 
     def __init__(
@@ -31,9 +33,11 @@ class AuditProxyProcess:
         upstream_mode: str | None = None,
         upstream_ca: Path | None = None,
         start: bool = True,
+        nofile: tuple[int, int] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
+        self.nofile = nofile
         self.env = env or {}  # e.g. KRB5_CONFIG for a test realm
         self.port = free_port()
         self.metrics_port = free_port()
@@ -83,6 +87,7 @@ class AuditProxyProcess:
                 start_new_session=True,
                 # a shifted test clock (support.clock)
                 env={**os.environ, **faketime_env(), **self.env},
+                preexec_fn=self._limit_files if self.nofile else None,
             )
         try:
             deadline = time.monotonic() + timeout
@@ -100,6 +105,15 @@ class AuditProxyProcess:
         except (TimeoutError, OSError) as e:
             self.stop()
             raise AssertionError(f"auditproxy run did not start ({e}):\n{self.stderr()}") from None
+
+    def _limit_files(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     @property
     def ca_file(self) -> Path:

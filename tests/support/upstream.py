@@ -120,7 +120,8 @@ class Reply:
 
     ``delay`` sleeps before answering (capped by the server's ``max_delay`` and cut short by
     ``close()``); ``then`` is ``"respond"``, ``"close"`` (hang up without answering) or
-    ``"reset"`` (TCP RST).
+    ``"reset"`` (TCP RST). ``framed``: a chunked body's pieces are sent as they are, already
+    in chunked framing (the last-chunk included), for bodies of many tiny chunks.
     """
 
     status: int = 200
@@ -132,6 +133,7 @@ class Reply:
     delay: float = 0.0
     then: Literal["respond", "close", "reset"] = "respond"
     close: bool = False
+    framed: bool = False
 
     @classmethod
     def html(
@@ -676,7 +678,10 @@ class Upstream:
         )
         if request.method != "HEAD" and not no_body:
             pieces = _pieces(reply.body)
-            if chunked:
+            if chunked and reply.framed:
+                for piece in pieces:
+                    stream.sendall(piece)
+            elif chunked:
                 for piece in pieces:
                     if piece:
                         stream.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")

@@ -22,7 +22,14 @@ from auditproxy.decide.identity import (
     user_fields,
 )
 from auditproxy.policy.hosts import normalize_host
-from auditproxy.policy.model import Action, GroupRule, LogAs, NoticeSettings, Policy
+from auditproxy.policy.model import (
+    Action,
+    ClientRefusal,
+    GroupRule,
+    LogAs,
+    NoticeSettings,
+    Policy,
+)
 
 # A request whose Host header is repeated or is no host at all: origins disagree on what it
 # names (one may take what comes before a `:`), so it is refused, never classified by guess.
@@ -89,7 +96,9 @@ class Engine:
         "log_as",
         "policy",
         "pseudonymize",
+        "refuse_at_connect",
         "secret",
+        "trusted_proxies",
     )
 
     def __init__(self, policy: Policy, secret: bytes) -> None:
@@ -99,6 +108,10 @@ class Engine:
         self.clients = AddressSet(policy.clients)
         self.balancers = AddressSet(policy.balancers)
         self.destinations = Destinations(policy.destinations)
+        # Admission (`decide.admission`): outsiders closed at connect; front proxies carry
+        # everyone's connections, so no per-address cap applies to them.
+        self.refuse_at_connect = policy.refuse is ClientRefusal.CONNECT
+        self.trusted_proxies = AddressSet(policy.identity.trusted_proxies)
         self.identity = IdentityResolver(policy.identity)
         self.log_as = policy.identity.log_as
         self.groups = policy.groups

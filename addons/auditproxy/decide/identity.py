@@ -20,10 +20,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from auditproxy.decide.names import mixed_scripts, normalize_name
+from auditproxy.policy.files import read_regular
 from auditproxy.policy.model import IdentitySettings, IdentitySource, IPNetwork, LogAs, NameCase
 
 MAX_NAME_LENGTH = 256
 ADDRESS_PREFIX = "address:"  # an address identity's key: never equal to a user's name
+KEY_MAX_BYTES = 4096  # a key file is 65 bytes; anything much larger is not one
 # Per-request lookups are cached: a department has far fewer people and addresses than
 # requests. Bounded, so a flood of new names or addresses cannot grow memory.
 _CACHE_LIMIT = 65536
@@ -209,8 +211,7 @@ def load_key(path: str | Path, *, create: bool = False) -> bytes:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")
     try:
-        st = p.stat()
-        raw = p.read_bytes()
+        raw, st = read_regular(p, KEY_MAX_BYTES)  # never waits on a FIFO put in its place
     except FileNotFoundError as e:
         raise ValueError(f"pseudonym key {p} does not exist") from e
     except OSError as e:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import date
 from zoneinfo import ZoneInfo
 
 from auditproxy.notice import store_redis
-from auditproxy.notice.store import MemoryState, NoticeState, SQLiteState
+from auditproxy.notice.store import MemoryState, NoticeState, SQLiteState, TodayClaims
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,10 @@ class Resilient:
     those people the notice again today. During the fault each instance decides alone:
     at worst a person sees the notice a second time that day; never a page held up or
     broken.
+
+    A store that *loses* its data (file removed, replaced, overwritten; Redis restarted
+    empty) raises nothing: upkeep asks `probe()` (off the loop), `lose()` moves to memory,
+    `rebuild()` (off the loop) writes today's claims (`TodayClaims`) into a new store.
     """
 
     def __init__(
@@ -42,15 +48,23 @@ class Resilient:
         clock: Callable[[], float] = time.monotonic,
         *,
         name: str = "sqlite",
+        set_aside: Callable[[bool], str] | None = None,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self._opener = opener
         self._on_fault = on_fault
         self._retry_after = retry_after
         self._clock = clock
+        self._set_aside = set_aside
+        self._on_lost = on_lost
         self._memory = MemoryState()
+        self._today = TodayClaims()
         self._store: NoticeState | None = None
         self._failed_at: float | None = None
+        self._opened_once = False
+        self.lost: str | None = None  # a loss noticed and not repaired yet
+        self.losses = 0
         self._open()
 
     @property
@@ -69,7 +83,13 @@ class Resilient:
         except Exception as e:
             self._fail("open", e)
             return
-        self._store, self._failed_at = store, None
+        if self._opened_once and getattr(store, "was_empty", False):
+            # Redis is back without its data (a restart without persistence): re-create.
+            with contextlib.suppress(Exception):
+                store.close()
+            self.lose("flushed")
+            return
+        self._store, self._failed_at, self._opened_once = store, None, True
         if recovering:
             self._hand_back(store)
 
@@ -102,9 +122,83 @@ class Resilient:
     def _usable(self) -> NoticeState | None:
         failed_at = self._failed_at
         retry_due = failed_at is not None and self._clock() - failed_at >= self._retry_after
-        if self._store is None and retry_due:
-            self._open()
+        if self._store is None and retry_due and self.lost is None:
+            self._open()  # after a loss, `rebuild` (off the loop) opens it again
         return self._store
+
+    # ------------------------------------------------------------------ lost data
+
+    def probe(self) -> str | None:
+        """The store's data lost? (`removed`, `replaced`, `corrupt`, `flushed`). Off the loop."""
+        store = self._store
+        check = getattr(store, "lost", None)
+        if check is None:
+            return None
+        try:
+            return check()
+        except Exception:
+            return None  # a store that fails is the fallback's business, not a loss
+
+    def lose(self, cause: str) -> None:
+        """The store lost its data: memory answers until `rebuild` re-creates it."""
+        self.lost, self.losses = cause, self.losses + 1
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
+        self._store, self._failed_at = None, None
+        if self._on_lost is not None:
+            self._on_lost(cause)
+
+    def rebuild_due(self) -> bool:  # now, or `retry_after` after a failed attempt
+        failed_at = self._failed_at
+        return self.lost is not None and (
+            failed_at is None or self._clock() - failed_at >= self._retry_after
+        )
+
+    def rebuild(self) -> tuple[NoticeState, int]:
+        """Off the loop: a new store with today's claims written back; (store, claims).
+        A file that is not a database any more (overwritten) is moved aside first."""
+        cause, set_aside = self.lost, self._set_aside
+        if set_aside is not None:  # the old file's WAL must not be read into the new one
+            set_aside(cause == "corrupt")
+        try:
+            store = self._opener()
+        except sqlite3.DatabaseError:
+            if set_aside is None or cause != "replaced":
+                raise
+            set_aside(True)  # replaced by something that is not a database
+            store = self._opener()
+        claims = self._today.snapshot()
+        try:
+            store.adopt(claims)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                store.close()
+            raise
+        return store, len(claims)
+
+    def rebuild_failed(self, error: Exception) -> None:
+        self._failed_at = self._clock()
+        self._on_fault("re-create", error)
+
+    def install(self, store: NoticeState, written: int) -> None:
+        """Put a rebuilt store in force, with the claims made in memory meanwhile."""
+        cause, self.lost = self.lost, None
+        self._store, self._failed_at = store, None
+        claims = self._memory.claims()
+        try:
+            store.adopt(claims)
+        except Exception as e:
+            self._fail("hand back", e)
+            return
+        self._memory = MemoryState()
+        note = " (today's claims beyond the memory bound are not kept)"
+        logger.warning(
+            "notice state re-created after it was %s: %d of today's claims written back%s",
+            cause,
+            written + len(claims),
+            note if self._today.overflowed else "",
+        )
 
     def poll(self) -> None:
         """Try the store again if a retry is due: recovery while no page comes in."""
@@ -123,6 +217,12 @@ class Resilient:
             return False
 
     def claim(self, day: date, user: str, scope: str) -> bool:
+        claimed = self._claim(day, user, scope)
+        if claimed:
+            self._today.add(day, user, scope)
+        return claimed
+
+    def _claim(self, day: date, user: str, scope: str) -> bool:
         store = self._usable()
         if self._memory.seen(day, user, scope):
             return False  # claimed while the store was down
@@ -134,6 +234,7 @@ class Resilient:
         return self._memory.claim(day, user, scope)
 
     def release(self, day: date, user: str, scope: str) -> None:
+        self._today.discard(day, user, scope)
         self._memory.release(day, user, scope)
         store = self._usable()
         if store is not None:
@@ -168,6 +269,7 @@ def open_store(
     value: str,
     on_fault: Callable[[str, Exception], None],
     timezone: Callable[[], ZoneInfo],
+    on_lost: Callable[[str], None] | None = None,
 ) -> Resilient:
     """The configured store behind its memory fallback.
 
@@ -178,12 +280,21 @@ def open_store(
     expire at the end of their day there.
     """
     if not store_redis.is_state_url(value):
-        return Resilient(lambda: SQLiteState(value), on_fault, name="sqlite")
+        return Resilient(
+            lambda: SQLiteState(value),
+            on_fault,
+            name="sqlite",
+            set_aside=lambda whole: SQLiteState.set_aside(value, whole),
+            on_lost=on_lost,
+        )
     settings = store_redis.parse_state_url(value)
     store_redis.require_client()
+    sentinel = store_redis.sentinel_key(uuid.uuid4().hex)  # this process's, for `lost()`
 
     def opener() -> NoticeState:
-        return store_redis.RedisState(settings, lambda day: store_redis.end_of_day(day, timezone()))
+        return store_redis.RedisState(
+            settings, lambda day: store_redis.end_of_day(day, timezone()), sentinel=sentinel
+        )
 
     logger.info("notice state shared on %s", settings.describe())
-    return Resilient(opener, on_fault, settings.retry_after, name="redis")
+    return Resilient(opener, on_fault, settings.retry_after, name="redis", on_lost=on_lost)

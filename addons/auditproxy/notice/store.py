@@ -16,17 +16,24 @@ to the file when it works again. No mitmproxy imports.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Protocol
 
+from auditproxy.policy.files import regular_or_absent
+
 logger = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 50  # a locked database costs a page at most this long, then memory
+TODAY_LIMIT = 100_000  # today's claims kept in memory to re-create a lost store (~20 MB)
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class NoticeState(Protocol):
@@ -98,6 +105,46 @@ class MemoryState:
         self._seen.clear()
 
 
+class TodayClaims:
+    """Today's claims, kept in memory so that a store that loses them (a file removed or
+    replaced, Redis restarted empty) can be re-created. Bounded: past `limit` claims a day,
+    the rest are not kept (`overflowed`) and would show their notice again after a loss."""
+
+    def __init__(self, limit: int = TODAY_LIMIT) -> None:
+        self.limit = limit
+        self.overflowed = False
+        self._day: int | None = None
+        self._keys: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, day: date, user: str, scope: str) -> None:
+        ordinal = day.toordinal()
+        with self._lock:
+            if ordinal != self._day:
+                if self._day is not None and ordinal < self._day:
+                    return  # yesterday's, late: not worth keeping
+                self._day, self._keys, self.overflowed = ordinal, set(), False
+            if len(self._keys) >= self.limit:
+                self.overflowed = True
+                return
+            self._keys.add((user, scope))
+
+    def discard(self, day: date, user: str, scope: str) -> None:
+        with self._lock:
+            if day.toordinal() == self._day:
+                self._keys.discard((user, scope))
+
+    def snapshot(self) -> list[tuple[date, str, str]]:
+        with self._lock:
+            if self._day is None:
+                return []
+            day = date.fromordinal(self._day)
+            return [(day, user, scope) for user, scope in self._keys]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 class SQLiteState:
     """The embedded store: one file, WAL journal, one row per (day, user, scope).
 
@@ -118,6 +165,8 @@ class SQLiteState:
         self.path = str(path)
         self._lock = threading.Lock()
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        for name in (self.path, self.path + "-wal", self.path + "-journal"):
+            regular_or_absent(name)  # SQLite's open() would wait forever on a FIFO
         db = sqlite3.connect(
             self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
@@ -135,6 +184,43 @@ class SQLiteState:
             db.close()
             raise
         self._db = db
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+
+    def lost(self) -> str | None:
+        """Whether the file under us went: `removed`, `replaced` (another file at its path)
+        or `corrupt` (not an SQLite file any more). With the database locked exclusively,
+        SQLite itself would not notice: it goes on writing to what it has open."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return "removed"
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != self._identity:
+            return "replaced"
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            header = os.pread(fd, len(SQLITE_HEADER), 0)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return None if header == SQLITE_HEADER else "corrupt"
+
+    @staticmethod
+    def set_aside(path: str | Path, whole: bool = True) -> str:
+        """Move a damaged state file and its WAL out of the way (`whole=False`: the WAL and
+        lock files only, which belong to a file that went and would be read into a new
+        one). Kept for whoever wants to look; returns the new name's stem."""
+        target = f"{path}.lost-{int(time.time())}"
+        for suffix in ("", "-wal", "-shm", "-journal") if whole else ("-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(f"{path}{suffix}", f"{target}{suffix}")
+        return target
 
     def seen(self, day: date, user: str, scope: str) -> bool:
         with self._lock:

@@ -49,6 +49,7 @@ KEY_PREFIX = "auditproxy:notice"
 PASSWORD_ENV = "REDIS_PASSWORD"
 PASSWORD_FILE_ENV = "REDIS_PASSWORD_FILE"
 HAND_BACK_BATCH = 500  # claims per pipeline when memory's claims go back to Redis
+SENTINEL_TTL = 2 * 86400  # seconds; refreshed at every check, so only dead instances' expire
 _LIMITS = {"timeout": (0.005, 5.0), "retry_after": (0.1, 3600.0)}
 
 
@@ -172,6 +173,11 @@ def notice_key(day: date, user: str, scope: str) -> str:
     return f"{KEY_PREFIX}:{day.toordinal()}:{scope}:{user}"
 
 
+def sentinel_key(instance: str) -> str:
+    """One process's sentinel: while it exists, Redis still holds what this process wrote."""
+    return f"{KEY_PREFIX}:sentinel:{instance}"
+
+
 def require_client() -> None:
     """Raise RuntimeError, saying what to install, if the `redis` package is missing."""
     if importlib.util.find_spec("redis") is None:
@@ -220,16 +226,36 @@ class RedisState:
         *,
         grace: float = EXPIRY_GRACE,
         client: Any = None,
+        sentinel: str | None = None,
     ) -> None:
         self.settings = settings
         self._day_end = day_end
         self._grace = grace
+        self._sentinel = sentinel
         self._client = client if client is not None else _redis_client(settings)
+        self.was_empty = False  # the sentinel was missing: Redis lost what we wrote before
         try:
             self._client.ping()  # fail here, in Resilient's open, not on someone's page
+            if sentinel is not None:
+                self.was_empty = bool(self._touch_sentinel())
         except BaseException:
             self.close()
             raise
+
+    def _touch_sentinel(self) -> bool:
+        """Make sure the sentinel exists (and lives on); True if it had to be created."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(self._sentinel, b"1", nx=True, ex=SENTINEL_TTL)
+        pipe.expire(self._sentinel, SENTINEL_TTL)
+        created, _ = pipe.execute()
+        return bool(created)
+
+    def lost(self) -> str | None:
+        """`flushed` when the sentinel is gone: Redis restarted without its data, or
+        someone flushed it. One round trip; the caller runs it off the event loop."""
+        if self._sentinel is None:
+            return None
+        return "flushed" if self._touch_sentinel() else None
 
     def expires_at(self, day: date) -> int:
         """When a claim for `day` expires (Unix seconds): the day's end plus the grace."""

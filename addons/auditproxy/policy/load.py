@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from auditproxy.policy.files import read_regular_file
 from auditproxy.policy.groups import GroupReader
 from auditproxy.policy.hosts import normalize_domain
 from auditproxy.policy.model import (
@@ -44,7 +45,7 @@ def load_policy(path: str | Path) -> Policy:
     """Read and validate a policy file. Raises PolicyError (a ValueError) with all problems."""
     source = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_file(path)
     except OSError as e:
         raise PolicyError(source, [Problem(0, f"cannot read policy: {e.strerror or e}")]) from e
     return parse_policy(data, source=source)
@@ -148,6 +149,7 @@ class PolicyBuilder(GroupReader):
         any_notice = any(c.notice for c in categories)
         notice = self.notice(top.get("notice"), root, url or "", required=any_notice)
         clients = self.clients(top.get("clients"))
+        refuse = self.client_refusal(top.get("clients"))
         identity = self.identity(top.get("identity"))
         logging = self.logging(top.get("logging"))
         destinations = self.destinations(top.get("destinations"))
@@ -155,8 +157,8 @@ class PolicyBuilder(GroupReader):
         groups = self.groups(top.get("groups"), categories, notice, url or "", identity)
         balancers = self.balancers(top.get("balancers"))
 
-        parts = (name, url, timezone, notice, clients, identity, logging, destinations)
-        if self.problems or None in (*parts, auth, groups, balancers):
+        settings = (notice, clients, refuse, identity, logging, destinations)
+        if self.problems or None in (name, url, timezone, *settings, auth, groups, balancers):
             return None
         return Policy(
             name=name,
@@ -173,6 +175,7 @@ class PolicyBuilder(GroupReader):
             groups=groups,
             balancers=balancers,
             warnings=tuple(self.warnings),
+            refuse=refuse,
         )
 
     def categories(self, node: yaml.Node) -> list[Category] | None:

@@ -41,6 +41,11 @@ class IdentitySource(StrEnum):
     ADDRESS = "address"  # the client's IP address
 
 
+class ClientRefusal(StrEnum):
+    CONNECT = "connect"  # close an outsider's connection as it opens, before reading a byte
+    PAGE = "page"  # answer each of its requests with the refusal page (and an access record)
+
+
 class LogAs(StrEnum):
     NAME = "name"  # user.name
     PSEUDONYM = "pseudonym"  # user.hash = HMAC-SHA256(key, name), with the key's id
@@ -186,6 +191,7 @@ class Policy:
     source: str = ""
     sites: tuple[Site, ...] = field(default=(), compare=False)
     warnings: tuple[Problem, ...] = field(default=(), compare=False)  # valid, but worth a word
+    refuse: ClientRefusal = ClientRefusal.CONNECT  # clients.refuse: how outsiders are turned away
 
 
 @dataclass(frozen=True, slots=True)

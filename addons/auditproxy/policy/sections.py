@@ -15,6 +15,7 @@ import yaml
 
 from auditproxy.policy.model import (
     BannerText,
+    ClientRefusal,
     DestinationSettings,
     IdentitySettings,
     IdentitySource,
@@ -39,7 +40,7 @@ _TEXT_KEYS = (
     "dismiss",
 )
 _OPTIONAL_TEXT_KEYS = ("policy_url",)
-_CLIENT_KEYS = ("allow",)
+_CLIENT_KEYS = ("allow", "refuse")
 _IDENTITY_KEYS = ("sources", "header", "trusted_proxies", "log_as", "case")
 _DESTINATION_KEYS = ("allow", "refuse")
 _LOGGING_KEYS = ("source_ip", "url_path")
@@ -156,6 +157,15 @@ class SettingsReader(NodeReader):
         if nets is not None and not nets and not self.problems:
             self.problem(items["allow"][1], "clients: allow is empty: nobody could use the proxy")
         return nets
+
+    def client_refusal(self, pair: tuple[yaml.Node, yaml.Node] | None) -> ClientRefusal | None:
+        """`clients.refuse`: connect (default) or page. Problems are reported by `clients`."""
+        if pair is None or not isinstance(pair[1], yaml.MappingNode):
+            return ClientRefusal.CONNECT
+        for key, value in pair[1].value:
+            if isinstance(key, yaml.ScalarNode) and key.value == "refuse":
+                return self.choice(value, "clients: refuse", ClientRefusal)
+        return ClientRefusal.CONNECT
 
     def identity(self, pair: tuple[yaml.Node, yaml.Node] | None) -> IdentitySettings | None:
         default = IdentitySettings(

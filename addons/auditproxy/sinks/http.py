@@ -1,9 +1,10 @@
-"""`/metrics` and `/healthz` on their own port and thread.
+"""`/metrics`, `/healthz` and `/readyz` on their own port and thread.
 
 `/metrics` is prometheus_client's own WSGI app (text or OpenMetrics by the scraper's
-Accept header, gzip when asked); `/healthz` is a small JSON answer next to it. The server
-runs in its own thread, so a scrape never waits for the proxy's event loop, and
-`/healthz` can tell when that loop has stalled (its heartbeat is older than it should be).
+Accept header, gzip when asked); `/healthz` (liveness) and `/readyz` (readiness, see
+`sinks.health`) are small JSON answers next to it. The server runs in its own thread, so
+a scrape never waits for the proxy's event loop, and `/healthz` can tell when that loop
+has stalled (its heartbeat is older than it should be).
 """
 
 from __future__ import annotations
@@ -56,9 +57,13 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def health_app(
-    metrics: Metrics, heartbeat: Heartbeat, status: Callable[[], dict]
+    metrics: Metrics,
+    heartbeat: Heartbeat,
+    status: Callable[[], dict],
+    ready: Callable[[], tuple[bool, dict]] | None = None,
 ) -> Callable[[dict, StartResponse], Iterable[bytes]]:
-    """The WSGI app: `/healthz` here, `/metrics` by prometheus_client, 404 otherwise."""
+    """The WSGI app: `/healthz` and `/readyz` here, `/metrics` by prometheus_client, 404
+    otherwise."""
     metrics_app = make_wsgi_app(metrics.registry)
 
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
@@ -69,6 +74,10 @@ def health_app(
             ok = heartbeat.healthy()
             body = {"status": "ok" if ok else "stalled", "event_loop_age_seconds": heartbeat.age()}
             body.update(status())
+            payload = json.dumps(body, sort_keys=True).encode() + b"\n"
+            return _answer(start_response, "200 OK" if ok else "503 Service Unavailable", payload)
+        if path == "/readyz" and ready is not None:
+            ok, body = ready()
             payload = json.dumps(body, sort_keys=True).encode() + b"\n"
             return _answer(start_response, "200 OK" if ok else "503 Service Unavailable", payload)
         text = b"not found: try /metrics\n"
@@ -102,8 +111,9 @@ class MetricsServer:
         host: str,
         port: int,
         status: Callable[[], dict] | None = None,
+        ready: Callable[[], tuple[bool, dict]] | None = None,
     ) -> None:
-        app = health_app(metrics, heartbeat, status or dict)
+        app = health_app(metrics, heartbeat, status or dict, ready)
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         server = type("Server", (_Server,), {"address_family": family})  # IPv4 or IPv6
         self.httpd = make_server(host, port, app, server, handler_class=_QuietHandler)

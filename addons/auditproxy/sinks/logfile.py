@@ -74,11 +74,18 @@ class LogSink:
     def backlog(self) -> int:
         return len(self._backlog)
 
+    @property
+    def backlog_limit(self) -> int:
+        return self._backlog_limit
+
     def _open(self) -> None:
         if self.is_stdout:
             self._fd = 1
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        # O_NONBLOCK: opening a FIFO put at the log's path must not wait for a reader (it
+        # fails with ENXIO instead, and records wait in the backlog); on files it is moot.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
+        fd = os.open(self.path, flags, 0o640)
         st = os.fstat(fd)
         self._close_fd()
         self._fd, self._identity = fd, (st.st_dev, st.st_ino)

@@ -1,3 +1,4 @@
+# Over 300 lines: every metric family of one registry, declared in one place.
 """Prometheus metric families, and the distinct users of the day.
 
 Every family lives in a registry owned by one `Metrics` instance, so the add-on can be
@@ -20,6 +21,7 @@ from prometheus_client import (
 )
 
 from auditproxy import __version__
+from auditproxy.decide.admission import Reason
 from auditproxy.decide.destinations import REASONS as DESTINATION_REASONS
 from auditproxy.policy.days import Calendar
 from auditproxy.sinks.identity_metrics import IdentityMetrics
@@ -57,13 +59,14 @@ ERROR_STAGES = (  # the add-on's stages and upkeep tasks that can fault
     "reload",
     "auth",
     "directory",
+    "admit",
 )
 STATE_BACKENDS = ("sqlite", "redis", "memory")
-REFUSAL_REASONS = (
-    "client",
+REFUSAL_REASONS = (  # besides decide.admission's Reason
     "request-bad-host",
     *(f"destination-{reason}" for reason in DESTINATION_REASONS),
 )
+STATE_LOSSES = ("removed", "replaced", "corrupt", "flushed")  # notice.resilient
 
 
 def status_class(status: int | None) -> str:
@@ -142,13 +145,6 @@ class Metrics:
             ["category", "side", "reason"],
             registry=r,
         )
-        self.refusals = Counter(
-            "auditproxy_refusals",
-            "Requests and connections the proxy refused, by reason (a client outside the "
-            "policy's networks, a forbidden destination, a limit).",
-            ["reason"],
-            registry=r,
-        )
         self.connect_failures = Counter(
             "auditproxy_connect_failures",
             "Tunnels whose server connection could not be made (closed port, unknown host), "
@@ -217,6 +213,43 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        self.refusals = Counter(
+            "auditproxy_refusals",
+            "Connections and requests the proxy refused or closed, by reason: client "
+            "(outside the policy's networks), its own limits (limit-global, limit-files, "
+            "limit-address, head-size, head-timeout, body-timeout, origin-head-size), a "
+            "destination it never connects to (destination-loopback, -link-local, "
+            "-unspecified, -multicast, -proxy-host, -policy), request-bad-host.",
+            ["reason"],
+            registry=r,
+        )
+        self.client_connections = Gauge(
+            "auditproxy_client_connections",
+            "Client connections open now (admitted ones; refused ones close at once).",
+            registry=r,
+        )
+        self.open_files = Gauge(
+            "auditproxy_open_files",
+            "Open file descriptors of the proxy process (sockets included), as last counted.",
+            registry=r,
+        )
+        self.open_files_limit = Gauge(
+            "auditproxy_open_files_limit",
+            "The process's open-file limit (raised to the hard limit at start).",
+            registry=r,
+        )
+        self.state_lost = Counter(
+            "auditproxy_state_lost",
+            "Times the notice state lost its data while running, by cause: removed, "
+            "replaced or corrupt (the SQLite file), flushed (Redis restarted empty or "
+            "flushed). Each time today's claims were written back from memory.",
+            ["cause"],
+            registry=r,
+        )
+        for reason in Reason:
+            self.refusals.labels(reason.value)
+        for cause in STATE_LOSSES:
+            self.state_lost.labels(cause)
         self.identity = IdentityMetrics(r)  # authentication, groups, balancers
         self.build_info.labels(__version__, mitmproxy_version).set(1)
         for outcome in ("written", "dropped"):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 
-from auditproxy.decide.decision import Decision
+from auditproxy.decide.admission import Reason
+from auditproxy.decide.decision import Decision, Engine
 from auditproxy.flowstate import Answered, Counts, FlowState
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.policy.model import Action
@@ -33,6 +34,7 @@ from auditproxy.sinks.records import (
     notice_event,
     tunnel_event,
 )
+from auditproxy.sinks.refusals import RefusalLog, refusal_event
 
 logger = logging.getLogger("auditproxy")
 
@@ -46,6 +48,7 @@ class Recorder:
         self.metrics = metrics
         self.access_log: AccessLog | None = None
         self.daily_users: DailyUsers | None = None
+        self.refusals = RefusalLog()
         self._last_fault_log: dict[str, float] = {}
 
     def emit(self, fields: dict) -> None:
@@ -171,6 +174,41 @@ class Recorder:
     ) -> None:
         self.metrics.connect_failures.labels(decision.match.category).inc()
         self.emit(connect_failure_event(decision, port, client_address, error))
+
+    # ------------------------------------------------------------------ refusals
+
+    def refused(self, reason: Reason, source: str, engine: Engine | None = None) -> None:
+        """A connection turned away: counted always, written as `sinks.refusals` allows."""
+        self.metrics.refusals.labels(reason.value).inc()
+        if self.refusals.note(reason.value, source):
+            policy = engine.policy if engine is not None else None
+            self.emit(
+                refusal_event(
+                    reason.value,
+                    reason.text,
+                    source,
+                    ruleset=policy.name if policy else None,
+                    version=policy.sha256 if policy else None,
+                )
+            )
+
+    def flush_refusals(self, engine: Engine | None = None, *, force: bool = False) -> None:
+        """Write the refusals summed up over the interval that ended (upkeep, every tick)."""
+        if not (force or self.refusals.due()):
+            return
+        policy = engine.policy if engine is not None else None
+        for s in self.refusals.flush():
+            self.emit(
+                refusal_event(
+                    s.reason,
+                    Reason(s.reason).text,
+                    s.source,
+                    count=s.count,
+                    span=(s.start, s.end),
+                    ruleset=policy.name if policy else None,
+                    version=policy.sha256 if policy else None,
+                )
+            )
 
     # ------------------------------------------------------------------ faults
 

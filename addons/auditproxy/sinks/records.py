@@ -59,6 +59,11 @@ ALLOWED_FIELDS = frozenset(
         "observer.vendor",
         "observer.version",
         "observer.hostname",
+        # refusals (`refusal_event`)
+        "labels.refusal",
+        "labels.refusal_count",
+        "event.start",
+        "event.end",
         # Where the proxy connected, and connection-level records (sinks.connections).
         "destination.domain",
         "destination.ip",
@@ -67,7 +72,6 @@ ALLOWED_FIELDS = frozenset(
         "source.bytes",
         "network.transport",
         "network.protocol",
-        "labels.refusal",
         "labels.names_differ",
         "labels.identity_scripts",
         "labels.tls_side",

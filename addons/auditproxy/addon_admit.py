@@ -1,0 +1,243 @@
+"""The pipeline's first stage: who may connect, and what one connection may cost.
+
+Outsiders and connections over the limits are closed as they connect (`client_connected`);
+each connection's reader counts and times its request heads and bodies (`gate`); a
+connection that breaks a limit is closed and its refusal recorded. The pure rules are in
+`decide.admission` and `decide.guard`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from mitmproxy import connection, ctx, http, tcp, tls
+from mitmproxy.proxy import server_hooks
+
+from auditproxy import gate
+from auditproxy.decide.admission import Reason
+from auditproxy.decide.guard import IDLE, ConnectionGuard, OriginGuard, Phase
+from auditproxy.decide.identity import canonical_address
+from auditproxy.runtime import Runtime
+from auditproxy.stages import Stage, guarded
+
+
+class Admit(Stage):
+    """Who may connect, and what one connection may cost (`decide.admission`,
+    `decide.guard`, `gate`): outsiders and connections over the limits are closed as they
+    connect; each connection's reader counts and times its request heads and bodies; a
+    connection that breaks a limit is closed and its refusal recorded."""
+
+    KEEP_MESSAGES = 16  # WebSocket and TCP messages kept on a flow (mitmproxy keeps all)
+
+    def __init__(self, runtime: Runtime, connections: WeakKeyDictionary) -> None:
+        super().__init__(runtime, connections)
+        self.guards: WeakKeyDictionary[connection.Client, ConnectionGuard] = WeakKeyDictionary()
+        self.origins: WeakKeyDictionary[connection.Server, OriginGuard] = WeakKeyDictionary()
+        self._client_origins: WeakKeyDictionary[connection.Client, list[OriginGuard]] = (
+            WeakKeyDictionary()
+        )
+        self._admitted: WeakKeyDictionary[connection.Client, str] = WeakKeyDictionary()
+        self._writers: WeakKeyDictionary[connection.Connection, Any] = WeakKeyDictionary()
+        self._reader_missing_noted = False
+
+    # --- client connections
+
+    @guarded("admit")
+    def client_connected(self, client: connection.Client) -> None:
+        runtime, engine = self.runtime, self.runtime.engine
+        address = canonical_address(client.peername[0]) if client.peername else "unknown"
+        # A trusted balancer is let in (each request's own client, the one it forwards
+        # for, is checked when the request arrives) and carries everyone's connections,
+        # like a trusted front proxy: no per-address cap.
+        reason = runtime.admission.admit(
+            address,
+            allowed=engine is None or engine.connection_allowed(address),
+            refuse_outsiders=engine is not None and engine.refuse_at_connect,
+            trusted=engine is not None
+            and (address in engine.trusted_proxies or address in engine.balancers),
+        )
+        if reason is not None:
+            client.error = f"auditproxy: {reason.text}"  # mitmproxy closes it at once
+            runtime.recorder.refused(reason, address, engine)
+            return
+        self._admitted[client] = address
+        guard = self.guards[client] = ConnectionGuard(runtime.limits, time.monotonic())
+        self._attach(client, client, guard)
+
+    @guarded("admit")
+    def client_disconnected(self, client: connection.Client) -> None:
+        address = self._admitted.pop(client, None)
+        if address is not None:
+            self.runtime.admission.release(address)
+        self.guards.pop(client, None)
+
+    def _attach(self, client: connection.Client, conn: Any, guard: Any) -> None:
+        handler = self._handler(client)
+        writer = gate.attach(handler, conn, guard, lambda why: self._limit(client, conn, why))
+        if writer is not None:
+            self._writers[conn] = writer
+        elif not self._reader_missing_noted and ctx.master.addons.get("proxyserver"):
+            self._reader_missing_noted = True
+            self.runtime.recorder.fault(
+                "admit",
+                "this mitmproxy's connection handler is not the expected shape: "
+                "head sizes, deadlines and idle limits are off (refusals at connect work)",
+            )
+
+    @staticmethod
+    def _handler(client: connection.Client) -> Any:
+        proxyserver = ctx.master.addons.get("proxyserver") if ctx.master else None
+        handlers = getattr(proxyserver, "connections", None)
+        return handlers.get(client.id) if handlers is not None else None
+
+    def _limit(self, client: connection.Client, conn: Any, why: Reason | str) -> None:
+        """A guarded reader's verdict: record the refusal and close the connection."""
+        writer = self._writers.get(conn)
+        if why == IDLE:
+            gate.close(writer)
+            return
+        assert isinstance(why, Reason)
+        if why is Reason.ORIGIN_HEAD_SIZE:
+            self.runtime.metrics.refusals.labels(why.value).inc()  # the flow's record says it
+            gate.close(writer)
+            return
+        address = self._admitted.get(client, "unknown")
+        self.runtime.recorder.refused(why, address, self.runtime.engine)
+        guard = self.guards.get(client)
+        plain = (
+            not client.tls_established
+            and guard is not None
+            and not guard.multiplexed
+            and guard.phase in (Phase.AWAIT, Phase.BODY)
+        )
+        gate.close(writer, gate.answer(why) if plain else None)
+
+    # --- what the client's connection does
+
+    @guarded("admit")
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        guard = self.guards.get(flow.client_conn)
+        if guard is not None:
+            request = flow.request
+            guard.request_started(
+                flow.id,
+                has_body=_has_body(request),
+                multiplexed=request.is_http2 or request.is_http3,
+                now=time.monotonic(),
+            )
+
+    @guarded("admit")
+    def request(self, flow: http.HTTPFlow) -> None:
+        guard = self.guards.get(flow.client_conn)
+        if guard is not None:
+            guard.request_complete(flow.id, time.monotonic())
+
+    @guarded("admit")
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        guard = self.guards.get(flow.client_conn)
+        if guard is not None:
+            guard.tunnel_requested(time.monotonic())
+
+    @guarded("admit")
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        guard = self.guards.get(data.context.client)
+        if guard is not None:
+            guard.hello = data  # a tunnel once a later stage sets `ignore_connection`
+
+    @guarded("admit")
+    def tls_established_client(self, data: tls.TlsData) -> None:
+        guard = self.guards.get(data.context.client)
+        if guard is not None:
+            alpn = data.context.client.alpn
+            guard.tls_established(multiplexed=alpn in (b"h2", b"h3"), now=time.monotonic())
+
+    @guarded("admit")
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        # By client: a flow's `server_conn` is not the socket when it is tunneled (through
+        # an upstream proxy), and a client connection talks to its servers one at a time.
+        for origin in self._origins_of(flow.client_conn):
+            origin.head_done()
+
+    @guarded("admit")
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._done(flow, upgraded=flow.response is not None and flow.response.status_code == 101)
+
+    @guarded("admit")
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._done(flow)
+
+    def _done(self, flow: http.HTTPFlow, upgraded: bool = False) -> None:
+        if flow.request.method == "CONNECT":
+            return  # the tunnel's requests speak for it
+        guard = self.guards.get(flow.client_conn)
+        if guard is not None:
+            guard.exchange_done(flow.id, time.monotonic(), upgraded=upgraded)
+        for origin in self._origins_of(flow.client_conn):
+            origin.exchange_done()
+
+    def _origins_of(self, client: connection.Client) -> list[OriginGuard]:
+        return self._client_origins.get(client, [])
+
+    @guarded("admit")
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        self._passthrough(flow.client_conn)
+
+    @guarded("admit")
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        self._passthrough(flow.client_conn)
+
+    def _passthrough(self, client: connection.Client) -> None:
+        guard = self.guards.get(client)
+        if guard is not None:
+            guard.passthrough()
+
+    @guarded("admit")
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is not None:
+            _keep_last(flow.websocket.messages, self.KEEP_MESSAGES)
+
+    @guarded("admit")
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        _keep_last(flow.messages, self.KEEP_MESSAGES)
+
+    # --- connections to servers
+
+    @guarded("admit")
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.error is None and not self.runtime.admission.server_allowed():
+            data.server.error = f"auditproxy: {Reason.LIMIT_FILES.text}"
+            address = self._admitted.get(data.client, "unknown")
+            self.runtime.recorder.refused(Reason.LIMIT_FILES, address, self.runtime.engine)
+
+    @guarded("admit")
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        self.runtime.admission.servers += 1
+        limits = self.runtime.limits
+        origin = OriginGuard(limits.origin_head_max_bytes, self.guards.get(data.client))
+        self.origins[data.server] = origin
+        self._client_origins.setdefault(data.client, []).append(origin)
+        self._attach(data.client, data.server, origin)
+
+    @guarded("admit")
+    def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        origin = self.origins.pop(data.server, None)
+        if origin is not None:
+            self.runtime.admission.servers = max(0, self.runtime.admission.servers - 1)
+            with contextlib.suppress(ValueError):
+                self._client_origins.get(data.client, []).remove(origin)
+
+
+def _has_body(request: http.Request) -> bool:
+    headers = request.headers
+    if "transfer-encoding" in headers:
+        return True
+    length = headers.get("content-length", "0").strip()
+    return length not in ("", "0")
+
+
+def _keep_last(messages: list, keep: int) -> None:
+    if len(messages) > keep:
+        del messages[: len(messages) - keep]
