@@ -100,7 +100,7 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (  # name, type, default, help
         int,
         256,
         "Most connections open at once from one client address (reason limit-address); "
-        "0: no limit. The policy's identity.trusted_proxies are exempt.",
+        "0: no limit. The policy's identity.trusted_proxies and balancers are exempt.",
     ),
     (
         "auditproxy_file_reserve",
