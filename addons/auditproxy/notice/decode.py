@@ -105,10 +105,8 @@ def _brotli(raw: bytes, max_bytes: int, budget: Budget) -> bytes | SkipReason:
     decoder = brotli.Decompressor()
     while not decoder.is_finished():
         budget.check()
-        data: bytes | memoryview = b""
-        if decoder.can_accept_more_data():
-            if pos >= len(view):
-                return SkipReason.DECODE_ERROR  # truncated
+        data: bytes | memoryview = b""  # b"": more output from the input it already has
+        if pos < len(view) and decoder.can_accept_more_data():
             data = view[pos : pos + STEP]
             pos += len(data)
         chunk = decoder.process(data, output_buffer_limit=min(STEP, max_bytes + 1 - len(out)))
@@ -116,7 +114,7 @@ def _brotli(raw: bytes, max_bytes: int, budget: Budget) -> bytes | SkipReason:
         if len(out) > max_bytes:
             return SkipReason.TOO_LARGE
         if not data and not chunk and not decoder.is_finished():
-            return SkipReason.DECODE_ERROR  # no progress: never expected, never looped on
+            return SkipReason.DECODE_ERROR  # truncated: no input left, no end
     if pos < len(view):
         return SkipReason.DECODE_ERROR  # bytes after the end of the stream
     return bytes(out)
