@@ -1,14 +1,20 @@
 """Calling mitmproxy hooks on an add-on and its sub-add-ons, in order, as mitmproxy does.
 
 auditproxy's add-on is a pipeline of stage add-ons (`AuditProxy.addons`); a test that
-drives a hook must reach every stage, so it goes through mitmproxy's own add-on manager.
+drives a hook must reach every stage, in mitmproxy's order (`traverse`). A hook may return
+an awaitable (the notice's work, off the event loop): like mitmproxy, the call waits for it,
+on an event loop of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Awaitable
 from typing import Any
 
 from mitmproxy import hooks
+from mitmproxy.addonmanager import traverse
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers import tls as tls_layer
 from mitmproxy.test import taddons
@@ -39,6 +45,16 @@ class Hooks:
             raise AttributeError(name)
 
         def invoke(*args: Any) -> None:
-            self.tctx.master.addons.invoke_addon_sync(self.addon, event(*args))
+            hook = event(*args)
+            for addon in traverse([self.addon]):
+                handler = getattr(addon, hook.name, None)
+                if callable(handler):
+                    result = handler(*hook.args())
+                    if inspect.isawaitable(result):
+                        asyncio.run(_wait(result))
 
         return invoke
+
+
+async def _wait(pending: Awaitable[Any]) -> None:
+    await pending

@@ -34,6 +34,10 @@ from auditproxy.notice.tokens import ATTRIBUTE_NAME, ATTRIBUTES, NAME_END, VALUE
 
 MAX_SCAN_STEPS: Final = 2_000  # tokens looked at one by one; bounds hostile heads
 MAX_META_POLICIES: Final = 8  # meta policies read; later ones count as unreadable
+# Policy text read at most, headers and meta policies each (real ones are a few KiB; reading
+# costs about 1 us a byte). Beyond it a policy counts as unreadable: the unstyled notice,
+# and the policy left exactly as it was.
+MAX_POLICY_TEXT: Final = 32 * 1024
 _CHECK_EVERY: Final = 64  # tokens between two looks at the deadline
 
 _NONE: Final = SkipReason.NO_INSERTION_POINT
@@ -398,14 +402,17 @@ class _Scan:
         content = attributes.get(b"content")
         if equiv is None or content is None:
             return
+        if equiv[1] - equiv[0] > 64:
+            return  # no http-equiv we know is that long
         kind = (tokens.attribute_text(doc, *equiv) or "").lower()
         if kind == "content-security-policy" and enforced:
-            # Beyond a few, a policy is not read (its work would be the page's to choose):
-            # it counts as unreadable, which means the unstyled notice and no edit.
+            # Beyond a few, or a long one, a policy is not read (the work would be the
+            # page's to choose): it counts as unreadable, which means the unstyled notice
+            # and no edit.
             read = len(head.policies) < MAX_META_POLICIES
+            read = read and content[1] - content[0] <= MAX_POLICY_TEXT
             text = tokens.attribute_text(doc, *content) if read else None
             head.policies.append(MetaPolicy(content[0], content[1], text))
-            return
-        text = tokens.attribute_text(doc, *content)
-        if kind == "refresh":
+        elif kind == "refresh":  # only its start counts: the delay
+            text = tokens.attribute_text(doc, content[0], min(content[1], content[0] + 64))
             head.refresh = head.refresh or is_redirect_refresh(text)
