@@ -394,6 +394,25 @@ _tricky_item = st.one_of(
             "text",
             "<bodyguard>",
             "<frameset>",
+            "<noscript><!-- </noscript><body> --></noscript>",
+            "<noscript><img></noscript>",
+            "<noscript><link rel=x><style>p{}</style></noscript>",
+            "<noscript><body class=nojs></noscript>",
+            "<template><svg><style></template></style></template>",
+            "<template><col><style></template>",
+            "<template><select><style></template>",
+            "<template><noscript></template></noscript></template>",
+            "<template><!-- </template> --></template>",
+            "<template><script><!--<script></template>--></script></template>",
+            "<template><textarea></template></textarea></template>",
+            "<template><a b='</template>'><</template>",
+            "&#32;",
+            "&#9",
+            "&Tab;",
+            "&#97;",
+            "<meta http-equiv=refresh content=0>",
+            '<link a="1" b>',
+            "<script>a<!--b<script>c</script>d-->e</script>",
         ]
     ),
 )
@@ -430,3 +449,14 @@ def test_an_unexpected_error_fails_open(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(insert_module, "scan", broken)
     assert inject(b"<body>", BANNER) == SkipReason.INTERNAL_ERROR
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.one_of(tricky_pages(), damaged_pages()), st.sampled_from([24, 37, 61]))
+def test_small_windows_change_nothing(page: bytes, size: int) -> None:
+    """No regex call reads more than a window (the GIL); the answer never depends on it."""
+    from auditproxy.notice import tokens
+
+    expected = scan_module.scan(page)
+    with patch.object(tokens, "WINDOW", size):
+        assert scan_module.scan(page) == expected

@@ -3,6 +3,8 @@ reading of the WHATWG tokenizer's states."""
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -149,3 +151,94 @@ def test_tag_end_never_reads_an_unclosed_quote_as_unquoted() -> None:
     assert tokens.tag_end(b"<meta a=>", 5) == 9
     assert tokens.tag_end(b'<meta a="1"="x>', 5) == 15
     assert tokens.tag_end(b"<meta a = b>", 5) == 12
+
+
+# --- windows: no regex call reads more than WINDOW bytes, and nothing changes -------------
+
+_ATTRIBUTE_PIECES = st.sampled_from(
+    [b" ", b"a", b"=", b'"', b"'", b">", b"/", b"<", b"x=y", b' b="1>2"', b"\n", b"=="]
+)
+
+
+def reference_tag_end(doc: bytes, pos: int) -> int | None:
+    """The tokenizer's attribute states, one character at a time."""
+    state = "before name"
+    spaces = b"\t\n\f\r "
+    while pos < len(doc):
+        c = doc[pos : pos + 1]
+        pos += 1
+        if state in ("before name", "after value"):
+            if c == b">":
+                return pos
+            if c not in spaces + b"/":
+                state = "name"
+        elif state == "name":
+            if c == b">":
+                return pos
+            state = {b"=": "before value", b"/": "before name"}.get(c, state)
+            if c in spaces:
+                state = "after name"
+        elif state == "after name":
+            if c == b">":
+                return pos
+            if c == b"=":
+                state = "before value"
+            elif c == b"/":
+                state = "before name"
+            elif c not in spaces:
+                state = "name"
+        elif state == "before value":
+            if c == b">":
+                return pos
+            if c in (b'"', b"'"):
+                state = "quoted " + c.decode()
+            elif c not in spaces:
+                state = "unquoted"
+        elif state.startswith("quoted"):
+            if c.decode("latin-1") == state[-1]:
+                state = "after value"
+        elif state == "unquoted":
+            if c == b">":
+                return pos
+            if c in spaces:
+                state = "before name"
+    return None
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(_ATTRIBUTE_PIECES, max_size=30).map(b"".join), st.sampled_from([8, 13, 64]))
+@example(b"a=\"1\" b='>' c", 8)
+def test_tag_end_follows_the_tokenizer_in_any_window(text: bytes, size: int) -> None:
+    with patch.object(tokens, "WINDOW", size), patch.object(tokens, "MAX_TAG_UNITS", 10_000):
+        assert tokens.tag_end(b"<a" + text, 2) == reference_tag_end(b"<a" + text, 2)
+
+
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(_PIECES, max_size=40).map(b"".join), st.sampled_from([12, 17, 40]))
+@example(b"<!--<script>--></script>", 12)
+def test_script_end_is_the_same_in_any_window(text: bytes, size: int) -> None:
+    with patch.object(tokens, "WINDOW", size):
+        assert tokens.script_end(text, 0) == reference_script_end(text, 0)
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b" ", b"\n", b"&#32;", b"&#9", b"&#97;", b"&Tab;", b"&#x20", b"x", b"<"]),
+        max_size=30,
+    ).map(b"".join),
+    st.sampled_from([20, 24, 33]),
+)
+def test_space_end_is_the_same_in_any_window(text: bytes, size: int) -> None:
+    expected = tokens.space_end(text, 0)
+    with patch.object(tokens, "WINDOW", size):
+        assert tokens.space_end(text, 0) == expected
+
+
+@pytest.mark.parametrize("size", [5, 7, 64])
+def test_searches_find_what_crosses_a_window(size: int) -> None:
+    doc = b"-" * 50 + b"--!>" + b"</style >" + b"x" * 30
+    with patch.object(tokens, "WINDOW", size):
+        assert tokens.comment_end(doc, 0) == 54
+        assert tokens.raw_text_end(doc, b"style", 0) == 54
+        assert tokens.raw_text_end(doc + b"</textarea>", b"textarea", 0) == len(doc)

@@ -109,29 +109,22 @@ _SKIPPABLE_TEMPLATE = re.compile(
     b"(?:"
     + b"|".join(
         [
-            *_ANY_MODE,
-            rb"[^<]++|<(?![A-Za-z!?/])|</>",
-            rb"<(?!(?i:template|svg|math|select|col|noscript|plaintext|script|style|xmp|iframe"
-            rb"|noembed|noframes|title|textarea)"
+            rb"(?:[^<]++|<(?![A-Za-z!?/]|\Z))++",  # text, "<" that is text among it
+            # start tags, but <template>, those _UNSURE_IN_TEMPLATE, raw text and plaintext
+            rb"<(?!(?i:t(?:emplate|itle|extarea)|s(?:vg|elect|cript|tyle)|math|col|xmp|iframe"
+            rb"|no(?:script|embed|frames)|plaintext)"
             + NAME_END
             + rb")[A-Za-z][^\t\n\f\r />]*+"
             + ATTRIBUTES
             + b">",
+            _end_tags_except(b"template"),
+            rb"</>|</[^A-Za-z>][^>]*+>",
+            *_ANY_MODE[1:],
             _raw_text_element(b"script", _text_until_end_tag(b"script", stop=b"!--|")),
             *(
                 _raw_text_element(name, _text_until_end_tag(name))
-                for name in (
-                    b"style",
-                    b"xmp",
-                    b"iframe",
-                    b"noembed",
-                    b"noframes",
-                    b"title",
-                    b"textarea",
-                )
+                for name in b"style xmp iframe noembed noframes title textarea".split()
             ),
-            _end_tags_except(b"template"),
-            rb"</[^A-Za-z>][^>]*+>",
         ]
     )
     + b")*+"
@@ -217,8 +210,12 @@ _INERT_IN_BODY = re.compile(
 def _inert_in_body(doc: bytes, start: int, end: int) -> bool:
     """Whether the bytes between an explicit <body> tag and `end` add nothing to the body:
     then the notice at `end` is still the first thing in it."""
-    match = _INERT_IN_BODY.match(doc, start, end)
-    return match is not None and match.end() == end
+    while start < end:
+        match = _INERT_IN_BODY.match(doc, start, min(end, tokens.window(doc, start)))
+        if match is None or match.end() == start:
+            return False  # something else, or a token longer than a window: not sure
+        start = match.end()
+    return True
 
 
 def _match_end(pattern: re.Pattern[bytes], doc: bytes, pos: int) -> int:
@@ -262,12 +259,12 @@ class _Scan:
         """The next "<" (-1: none), or the result if text opens the body first."""
         doc = self.doc
         if self.templates:
-            pos = _match_end(FAST_PATHS[TEMPLATE], doc, pos)
+            pos = tokens.run_end(FAST_PATHS[TEMPLATE], doc, pos)
             return doc.find(b"<", pos)  # a template's text is not the page's
         fast = FAST_PATHS.get(self.mode)
         if fast is not None:
-            pos = _match_end(fast, doc, pos)
-        pos = _match_end(tokens.SPACE_RUN, doc, pos)
+            pos = tokens.run_end(fast, doc, pos)
+        pos = tokens.space_end(doc, pos)
         lt = doc.find(b"<", pos)
         if pos != (len(doc) if lt < 0 else lt):
             return self.body_at(pos)  # text that is not space opens the body
@@ -390,7 +387,7 @@ class _Scan:
     def body_at(self, offset: int) -> _Head | SkipReason:
         """The parser opens the body here. A later <frameset> would still replace such a
         body; our notice's text would stop that, so such pages are left alone."""
-        if _FRAMESET.search(self.doc, offset):
+        if tokens.search(_FRAMESET, self.doc, offset, 10):
             return SkipReason.FRAMESET
         self.head.offset = offset
         return self.head
@@ -398,6 +395,10 @@ class _Scan:
     def note_meta(self, attributes_start: int, tag_end: int, *, enforced: bool) -> None:
         doc, head = self.doc, self.head
         attributes = tokens.attributes(doc, attributes_start, tag_end - 1)
+        if attributes is None:  # absurd: if it is a policy, it counts as unreadable
+            if enforced:
+                head.policies.append(MetaPolicy(tag_end, tag_end, None))
+            return
         equiv = attributes.get(b"http-equiv")
         content = attributes.get(b"content")
         if equiv is None or content is None:
