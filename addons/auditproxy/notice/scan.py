@@ -12,12 +12,14 @@ Inserting there keeps everything the page meant for the head (notably `<meta htt
 
 Scripting on or off: a `<noscript>` in the head is raw text when scripting is on and markup
 (which may hold comments, or open the body) when it is off. A page with such an element is
-scanned both ways; unless both put the body at the same place, it is skipped
-(`noscript`): the notice is the first thing in the body either way, or not there at all.
+scanned both ways; unless both put the body at the same place (or nothing but space,
+comments and ignored tags lies between the two), it is skipped (`noscript`): the notice is
+the first thing in the body either way, or not there at all.
 What the scan cannot be sure of, it skips: frameset pages, foreign content (SVG, MathML),
 `<select>` and `<col>` inside a template (they change what the tokenizer does with the
 template's text), a head with more than `MAX_SCAN_STEPS` tokens it has to look at one by
-one. Time is linear in the bytes scanned, and a `Budget` is checked every few tokens.
+one. Time is linear in the bytes scanned (no regex call reads more than a window of
+`tokens.WINDOW` bytes), and a `Budget` is checked at every step.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ MAX_META_POLICIES: Final = 8  # meta policies read; later ones count as unreadab
 # costs about 1 us a byte). Beyond it a policy counts as unreadable: the unstyled notice,
 # and the policy left exactly as it was.
 MAX_POLICY_TEXT: Final = 32 * 1024
-_CHECK_EVERY: Final = 64  # tokens between two looks at the deadline
 
 _NONE: Final = SkipReason.NO_INSERTION_POINT
 # The tree builder's modes before the body ("initial", "before html" and "before head"
@@ -241,9 +242,8 @@ class _Scan:
         pos = _match_end(tokens.LEADING, doc, 0)
         if not doc.startswith(b"<", pos):
             return _NONE  # does not look like HTML
-        for step in range(MAX_SCAN_STEPS):
-            if step % _CHECK_EVERY == 0:
-                self.budget.check()
+        for _ in range(MAX_SCAN_STEPS):
+            self.budget.check()  # a window of fast-path tokens, or one token, per step
             lt = self._next_markup(pos)
             if not isinstance(lt, int):
                 return lt
