@@ -25,9 +25,12 @@ from typing import Any
 
 import html5lib
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from justhtml import JustHTML
 
 from auditproxy.notice.insert import InjectResult, inject
+from support.generated import damaged_pages, tricky_pages
 from support.inject import BANNER
 from support.paths import FIXTURES
 
@@ -148,14 +151,17 @@ def body_of(root: Node) -> Node | None:
 
 
 @cache
-def banner_alone(parser: str, scripting: bool) -> Node:
-    root = PARSERS[parser]("<!DOCTYPE html><body>" + BANNER.html.decode(), scripting)
+def banner_alone(parser: str, scripting: bool, markup: bytes = BANNER.html) -> Node:
+    root = PARSERS[parser]("<!DOCTYPE html><body>" + markup.decode(), scripting)
     ((banner, _),) = _banners(root)
     return banner
 
 
-def misplacement(original: Node, changed: Node, parser: str, scripting: bool) -> str | None:
-    """What is wrong with the notice's place in `changed`, or None."""
+def misplacement(
+    original: Node, changed: Node, parser: str, scripting: bool, markup: bytes = BANNER.html
+) -> str | None:
+    """What is wrong with the notice's place in `changed`, or None. `original` is the page
+    as changed but without the notice (`markup`): with our hash in its meta policies."""
     found = list(_banners(changed))
     if len(found) != 1:
         return f"{len(found)} notice elements (a notice in a comment or text is not one)"
@@ -166,7 +172,7 @@ def misplacement(original: Node, changed: Node, parser: str, scripting: bool) ->
     before = body.children[: body.children.index(banner)]
     if any(n.kind == "element" or (n.kind == "text" and n.data.strip()) for n in before):
         return "something comes before the notice in the body"
-    if banner != banner_alone(parser, scripting):
+    if banner != banner_alone(parser, scripting, markup):
         return "the notice does not parse as it does alone"
     if _without(changed, banner) != original:
         return "the rest of the page parses differently with the notice in it"
@@ -239,3 +245,25 @@ def test_share_of_eligible_documents_with_the_notice(parser: str, scripting: boo
         f"{result.disagree[parser, scripting]} documents left out (parsers disagree)"
     )
     assert shown / eligible >= MIN_SHARE
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.one_of(tricky_pages(), damaged_pages()))
+def test_generated_pages_never_get_a_misplaced_notice(page: bytes) -> None:
+    """The scan's own tricky and damaged pages (test_scan.py), through the same check."""
+    outcome = inject(page, BANNER, content_type="text/html; charset=windows-1252")
+    if not isinstance(outcome, InjectResult):
+        return
+    markup = outcome.edits[-1].new
+    without = outcome.body.replace(markup, b"", 1)  # the page with its meta edits only
+    for scripting in (True, False):
+        if body_of(parse_justhtml(_as_text(page), scripting)) is not None:
+            original = parse_justhtml(_as_text(without), scripting)
+            changed = parse_justhtml(_as_text(outcome.body), scripting)
+            assert misplacement(original, changed, "justhtml", scripting, markup) is None
+
+
+def _as_text(page: bytes) -> str:
+    """One character a byte (markup as it is), without the byte order mark a browser
+    takes away."""
+    return page.removeprefix(b"\xef\xbb\xbf").decode("latin-1")

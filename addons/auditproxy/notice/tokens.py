@@ -1,4 +1,3 @@
-# Over 300 lines: the tokenizer's states, each with its windowed search; they belong together.
 """The HTML tokenizer's states that decide where markup ends, as linear searches over bytes.
 
 Each function follows the WHATWG tokenizer for one construct (a tag and its attributes, a
