@@ -354,18 +354,20 @@ def _encoded(
 ) -> Callable[[Budget], tuple[Delivery, bytes | None] | SkipReason]:
     """The notice's work, then the changed page encoded again with the response's own
     Content-Encoding (as `response.content = ...` would), both in the worker thread.
-    None for the bytes: mitmproxy cannot redo that encoding; the body goes as decoded."""
-    content_encoding = response.headers.get("content-encoding") or "identity"
+    None for the bytes: mitmproxy cannot redo that encoding; the body goes as decoded.
+
+    mitmproxy's encoders are called directly: `encoding.encode` keeps the last result in a
+    module-wide cache that it checks and reads in two steps, which two threads could
+    interleave (one flow's page given to another)."""
+    name = (response.headers.get("content-encoding") or "identity").lower()
+    encoder = encoding.custom_encode.get(name)
 
     def run(budget: Budget) -> tuple[Delivery, bytes | None] | SkipReason:
         delivery = work(budget)
         if isinstance(delivery, SkipReason):
             return delivery
         budget.check()
-        try:
-            return delivery, encoding.encode(delivery.body, content_encoding)
-        except ValueError:
-            return delivery, None
+        return delivery, None if encoder is None else encoder(delivery.body)
 
     return run
 
