@@ -9,7 +9,8 @@ page is skipped and the day's claim given back, so each time the work is done an
   under 2 s each, where they take milliseconds);
 - `/healthz` answers 200;
 - the hostile page arrives intact: the origin's bytes (it is skipped, each time);
-- the skip is counted in `auditproxy_notice_skipped_total{reason}`.
+- the skip is counted in `auditproxy_notice_skipped_total{reason}` (for what the page is,
+  or `deadline` when the workers are busy with the others).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 HOSTILE_URL = "http://www.facebook.com/hostile"
 OTHER_URL = "http://www.example.org/news"
 BOUND_SECONDS = 2.0  # another person's request; ~0.01 s normally
+SKIPPED = "auditproxy_notice_skipped_total"
 
 
 def zstd_bomb(size: int = 512 * 1024 * 1024) -> bytes:
@@ -108,9 +110,11 @@ def test_a_hostile_page_holds_up_nobody(start_proxy, e2e_policy, upstream, name:
     assert set(health) == {200}
     for response in responses:  # skipped, each: exactly the origin's bytes
         assert (response.status, response.body) == (200, body)
-    deadline = time.monotonic() + 10  # concurrent visits lose the day's claim: >= 1 skip
-    while proxy.metric("auditproxy_notice_skipped_total", reason=reason) < 1:
-        assert time.monotonic() < deadline, proxy.metric("auditproxy_notice_skipped_total")
+    # Concurrent visits lose the day's claim to one another: at least one skip, for what
+    # the page is, or for the deadline when the workers are busy (a loaded machine).
+    deadline = time.monotonic() + 10
+    while sum(proxy.metric(SKIPPED, reason=r) for r in (reason, "deadline")) < 1:
+        assert time.monotonic() < deadline, proxy.metric(SKIPPED)
         time.sleep(0.1)
     records = proxy.wait_for_records(len(responses) + 2)
     assert all(r["http.response.status_code"] == 200 for r in records)
