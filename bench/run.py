@@ -10,7 +10,9 @@ the proxy pinned to CPU 0 and wrk and nginx to CPU 1. The scenarios are interlea
 
 Then the add-on's own cost per request (from `auditproxy_hook_duration_seconds`, and
 measured exactly in-process), classification and policy loading at 100,000 domains,
-banner injection into a 2 MB page against html.parser, the notice state at 100,000 users x
+banner injection into a 2 MB page against html.parser, the worst-case bytes per second
+of the notice's scan and decoders on hostile pages next to typical ones (and how long the
+event loop waits while a worker thread does that work), the notice state at 100,000 users x
 10 sites, a 200 MB download's memory and time to first byte, and the pytest-benchmark
 micro-benchmarks. It ends with each target, met or not.
 
@@ -48,7 +50,7 @@ BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 PROXY_CPU, LOAD_CPU = "0", "1"
 BIG_FILE_BYTES = 200 * 1024 * 1024
-SECTIONS = ("load", "hooks", "classify", "inject", "state", "stream", "micro")
+SECTIONS = ("load", "hooks", "classify", "inject", "worst", "state", "stream", "micro")
 
 # The same mitmproxy options for all three proxies: the ones `auditproxy run` sets itself
 # (flow_detail, block_global, stream_large_bodies, ...; read from its code, so the
@@ -544,6 +546,117 @@ def inject_section() -> dict:
     }
 
 
+def _best_of(fn: Callable[[], object], n: int = 5) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def _loop_lag(work: Callable[[object], object]) -> float:
+    """The longest the event loop waited for its turn (beyond a 1 ms sleep) while a worker
+    thread did `work(budget)`, as the proxy runs the notice's work."""
+    import asyncio
+
+    from auditproxy.notice.worker import Offload
+
+    async def measure() -> float:
+        offload = Offload(workers=1, deadline=60)
+        task = asyncio.ensure_future(offload.run(work))
+        worst = 0.0
+        while not task.done():
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.001)
+            worst = max(worst, time.perf_counter() - t0 - 0.001)
+        offload.close()
+        return worst
+
+    return asyncio.run(measure())
+
+
+def worst_section(scan_bytes: int = 1_000_000, lag_bytes: int = 4_000_000) -> dict:
+    """Bytes per second of the notice's scan (`inject` on a decoded page) and of each
+    decoder, on hostile shapes (tests/support/hostile_pages.py) next to typical pages, in one
+    run; "x typical" is the time per byte relative to the typical row of the same kind."""
+    sys.path.insert(0, str(BENCH.parent / "tests"))
+    from auditproxy.notice import insert
+    from auditproxy.notice.banner import render_banner
+    from auditproxy.notice.decode import decode_body
+    from auditproxy.policy.load import load_policy
+    from support import hostile_pages as hostile
+
+    texts = load_policy(w.EXAMPLE_POLICY).notice.ordered_texts()
+    banner = render_banner(texts, ack_url="/.well-known/auditproxy/acknowledge?t=x")
+    limit = 4 * 1024 * 1024
+
+    def scan(page: bytes, budget: object = None) -> object:
+        return insert.inject(page, banner, max_bytes=2 * limit, budget=budget)  # type: ignore[arg-type]
+
+    scan_rows = []
+    typical = {"typical head (all of it is read)": hostile.typical_head(scan_bytes)}
+    shapes = {**typical, **hostile.scan_shapes(scan_bytes)}
+    big = hostile.scan_shapes(lag_bytes)
+    big["typical head (all of it is read)"] = hostile.typical_head(lag_bytes)
+    for name, page in shapes.items():
+        seconds, result = _best_of(lambda page=page: scan(page))
+        lag = _loop_lag(lambda budget, page=big[name]: scan(page, budget))
+        outcome = getattr(result, "offset", None)
+        scan_rows.append(
+            {
+                "input": name,
+                "bytes": len(page),
+                "ms": seconds * 1000,
+                "mb_s": len(page) / seconds / 1e6,
+                "outcome": "notice" if outcome is not None else str(result),
+                "lag_ms": lag * 1000,
+            }
+        )
+    base = scan_rows[0]["mb_s"]
+    for row in scan_rows:
+        row["x_typical"] = base / row["mb_s"]
+
+    decode_rows = []
+    page = w.large_page()
+    typical_rates, typical_out_rates = {}, {}
+    for coding in ("gzip", "deflate", "br", "zstd"):
+        body = hostile.encode(page, coding)
+        seconds, _ = _best_of(lambda body=body, coding=coding: decode_body(body, coding, limit))
+        typical_rates[coding] = len(body) / seconds
+        typical_out_rates[coding] = len(page) / seconds
+        decode_rows.append(
+            {"input": f"typical page, {coding}", "coding": coding, "wire": len(body),
+             "out": len(page), "ms": seconds * 1000, "outcome": "decoded"}
+        )  # fmt: skip
+    for name, (coding, body) in hostile.decoder_shapes(lag_bytes, 64 * 1024 * 1024).items():
+        seconds, result = _best_of(
+            lambda body=body, coding=coding: decode_body(body, coding, limit)
+        )
+        # a bomb decodes up to the bound; other skipped shapes stop early (out unknown)
+        out = len(result) if isinstance(result, bytes) else (limit if "bomb" in name else 0)
+        lag = _loop_lag(
+            lambda budget, body=body, coding=coding: decode_body(body, coding, limit, budget)
+        )  # type: ignore[arg-type]
+        outcome = "decoded" if isinstance(result, bytes) else str(result)
+        decode_rows.append(
+            {"input": name, "coding": coding, "wire": len(body), "out": out,
+             "ms": seconds * 1000, "outcome": outcome, "lag_ms": lag * 1000}
+        )  # fmt: skip
+    for row in decode_rows:
+        seconds = row["ms"] / 1000
+        row["wire_mb_s"] = row["wire"] / seconds / 1e6
+        row["out_mb_s"] = row["out"] / seconds / 1e6
+        # per byte on the wire; a bomb's work stops at the bound: per byte decoded
+        typical_out = typical_out_rates[row["coding"]]
+        row["x_typical"] = (
+            typical_out / (row["out"] / seconds)
+            if "bomb" in row["input"]
+            else typical_rates[row["coding"]] / (row["wire"] / seconds)
+        )
+    return {"scan": scan_rows, "decode": decode_rows, "limit": limit}
+
+
 def state_section(tmp: Path, users: int, sites: int) -> dict:
     from auditproxy.notice.store import SQLiteState
 
@@ -763,6 +876,14 @@ def targets(r: dict) -> list[tuple[str, str, str]]:
         row("banner injection, 2 MB page: < 5 ms", f"{i['inject_ms']:.2f} ms", i["inject_ms"] < 5)
         figure = f"{i['speedup']:.0f}x (html.parser {i['html_parser_ms']:.0f} ms)"
         row("injection >= 10x faster than an HTML parser", figure, i["speedup"] >= 10)
+    if worst := r.get("worst"):
+        rows_ = worst["scan"]
+        top = max(rows_, key=lambda x: x["x_typical"])
+        figure = f"{top['x_typical']:.1f}x ({top['input']})"
+        row("scan: worst case per byte <= 10x a typical head", figure, top["x_typical"] <= 10)
+        lag = max(x.get("lag_ms", 0) for x in rows_ + worst["decode"])
+        row("event loop wait while a worker scans/decodes a 4 MB hostile page <= 50 ms",
+            f"{lag:.1f} ms", lag <= 50)  # fmt: skip
     if st := r.get("state"):
         what = f"notice state, {st['rows']:,} rows: < 100 MB"
         row(what, f"{st['size_mb']:.1f} MB", st["size_mb"] < 100)
@@ -798,6 +919,24 @@ def print_report(r: dict) -> None:
         for key, h in hooks.items():
             print(f"({key}) p50 {h['p50_us']:.1f} us, p99 {h['p99_us']:.1f} us, ", end="")
             print(f"mean {h['mean_us']:.1f} us")
+    if worst := r.get("worst"):
+        print("\n-- worst-case bytes per second: the notice's scan (inject on a decoded page)")
+        print(
+            f"{'input':<34} {'bytes':>9} {'ms':>8} {'MB/s':>8} {'x typ':>6} {'lag ms':>7}  outcome"
+        )
+        for x in worst["scan"]:
+            print(f"{x['input']:<34} {x['bytes']:>9,} {x['ms']:>8.2f} {x['mb_s']:>8.1f} "
+                  f"{x['x_typical']:>6.1f} {x['lag_ms']:>7.1f}  {x['outcome']}")  # fmt: skip
+        print(
+            f"\n-- worst-case bytes per second: the decoders (bound {worst['limit']:,} bytes out)"
+        )
+        print(f"{'input':<30} {'wire':>10} {'out':>10} {'ms':>8} {'wire MB/s':>9} "
+              f"{'out MB/s':>8} {'x typ':>6} {'lag ms':>7}  outcome")  # fmt: skip
+        for x in worst["decode"]:
+            lag = f"{x['lag_ms']:>7.1f}" if "lag_ms" in x else f"{'-':>7}"
+            print(f"{x['input']:<30} {x['wire']:>10,} {x['out']:>10,} {x['ms']:>8.2f} "
+                  f"{x['wire_mb_s']:>9.1f} {x['out_mb_s']:>8.1f} {x['x_typical']:>6.1f} {lag}  "
+                  f"{x['outcome']}")  # fmt: skip
     if micro := r.get("micro"):
         print("\n-- micro-benchmarks (pytest-benchmark, median per call)")
         for name, b in micro.items():
@@ -835,6 +974,7 @@ def main(argv: list[str] | None = None) -> int:
             ("hooks", lambda: hooks_in_process(tmp, 20_000)),
             ("classify", lambda: classify_section(tmp, 100_000)),
             ("inject", inject_section),
+            ("worst", worst_section),
             ("state", lambda: state_section(tmp, 100_000, 10)),
             ("stream", lambda: stream_section(tmp, 15)),
             ("micro", lambda: micro_section(tmp)),

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import html.parser
 import random
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -310,3 +311,39 @@ def test_hooks_per_request(benchmark, driver: w.HookDriver, sizes: dict) -> None
     benchmark.pedantic(driver.run, setup=setup, rounds=sizes["rounds"], iterations=1)
     requests = driver.addon.metrics.requests.collect()[0].samples
     assert sum(s.value for s in requests if s.name.endswith("_total")) >= len(mix) // 8
+
+
+# ---------------------------------------------------------------------------------------
+# The notice's work on hostile pages (the `worst` section of bench/run.py times them at 1-4 MB)
+
+
+@pytest.fixture(scope="module")
+def hostile_size(request: pytest.FixtureRequest) -> int:
+    return 1_000_000 if _timed(request.config) else 20_000
+
+
+def _hostile():  # tests/support/hostile_pages.py, shared with the tests
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from support import hostile_pages as hostile
+
+    return hostile
+
+
+@pytest.mark.parametrize("shape", sorted(_hostile().scan_shapes(100)))
+def test_scan_hostile(benchmark, hostile_size: int, shape: str) -> None:
+    """`inject` on a hostile page (the scan reads all of it, or up to its limits)."""
+    page = _hostile().scan_shapes(hostile_size)[shape]
+    texts = load_policy(w.EXAMPLE_POLICY).notice.ordered_texts()
+    banner = render_banner(texts, ack_url="/.well-known/auditproxy/acknowledge?t=x")
+    result = benchmark(lambda: insert.inject(page, banner, max_bytes=8 * 1024 * 1024))
+    assert result is not None  # an InjectResult or a SkipReason: never raises
+
+
+@pytest.mark.parametrize("shape", sorted(_hostile().decoder_shapes(100, 100)))
+def test_decode_hostile(benchmark, hostile_size: int, shape: str) -> None:
+    """`decode_body` on a hostile encoding: linear, stopped at the bound."""
+    from auditproxy.notice.decode import decode_body
+
+    coding, body = _hostile().decoder_shapes(hostile_size, 4 * hostile_size)[shape]
+    result = benchmark(lambda: decode_body(body, coding, hostile_size))
+    assert result is not None

@@ -25,11 +25,12 @@ import base64
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from mitmproxy import connection, ctx, http, tls
+from mitmproxy.net import encoding
 
 from auditproxy.addon_admit import Admit
 from auditproxy.addon_connections import Gate, RecordConnections
@@ -38,19 +39,15 @@ from auditproxy.addon_identity import Authenticate, IdentityOptions
 from auditproxy.decide import pages
 from auditproxy.decide.decision import BAD_HOST, Decision, Engine
 from auditproxy.flowstate import KEY, Answered, ByteCounter, ConnectionState, FlowState
+from auditproxy.notice.budget import Budget
 from auditproxy.notice.insert import update_headers_after_injection
+from auditproxy.notice.keys import Visit
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.notice.stage import Delivery
 from auditproxy.policy.hosts import normalize_host
 from auditproxy.policy.model import Action
 from auditproxy.runtime import Runtime
-from auditproxy.stages import (
-    Stage,
-    exchange_of,
-    guarded,
-    request_view,
-    state_of,
-)
+from auditproxy.stages import Pending, Stage, exchange_of, guarded, request_view, state_of
 
 logger = logging.getLogger("auditproxy")
 
@@ -333,30 +330,57 @@ class Notice(Stage):
             state.notice_visit = result
 
     @guarded("notice")
-    def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Pending:
+        """Claim the day and hand the page's work to a worker thread: the flow waits for it
+        (never longer than the deadline), the event loop does not."""
         state, engine, response = state_of(flow), self.runtime.engine, flow.response
         if state is None or state.notice_visit is None or engine is None or response is None:
-            return
+            return None
         assert state.decision is not None
         visit, state.notice_visit = state.notice_visit, None
-        result = self.runtime.notice.deliver(
-            engine,
-            state.decision,
-            visit,
-            raw=response.raw_content,
-            content_encoding=response.headers.get("content-encoding"),
-            content_type=response.headers.get("content-type"),
-            csp_headers=response.headers.get_all("content-security-policy"),
-            path=flow.request.path,
-        )
+        stage = self.runtime.notice
+        if not stage.claim(visit):
+            return None  # another page of this person's won the race
+        try:
+            work = stage.work(
+                engine,
+                state.decision,
+                visit,
+                raw=response.raw_content,
+                content_encoding=response.headers.get("content-encoding"),
+                content_type=response.headers.get("content-type"),
+                csp_headers=response.headers.get_all("content-security-policy"),
+                path=flow.request.path,
+            )
+        except BaseException:
+            stage.give_back(visit)
+            raise
+        return self._deliver(response, state, visit, _encoded(work, response))
+
+    async def _deliver(
+        self, response: http.Response, state: FlowState, visit: Visit, work: Callable[..., Any]
+    ) -> None:
+        stage = self.runtime.notice
+        try:
+            result = await stage.offload.run(work)
+        except BaseException:
+            stage.give_back(visit)
+            raise
         if isinstance(result, SkipReason):
+            stage.give_back(visit)
             self.runtime.recorder.notice_skipped(result)
-        elif isinstance(result, Delivery):
-            response.content = result.body  # re-encoded with the response's own encoding
-            if result.csp_headers is not None:
-                response.headers.set_all("Content-Security-Policy", list(result.csp_headers))
-            update_headers_after_injection(response.headers)
-            state.notice_shown, state.notice_styled = visit, result.styled
+            return
+        delivery, raw = result
+        if raw is None:  # as `response.content = ...` does for an encoding it cannot redo
+            del response.headers["content-encoding"]
+            raw = delivery.body
+        response.raw_content = raw
+        if "transfer-encoding" not in response.headers:
+            response.headers["content-length"] = str(len(raw))
+        if delivery.csp_headers is not None:
+            response.headers.set_all("Content-Security-Policy", list(delivery.csp_headers))
+        update_headers_after_injection(response.headers)
+        state.notice_shown, state.notice_styled = visit, delivery.styled
 
     @guarded("notice")
     def error(self, flow: http.HTTPFlow) -> None:
@@ -364,6 +388,29 @@ class Notice(Stage):
         state = state_of(flow)
         if state is not None and state.notice_shown is not None and flow.error is not None:
             self.runtime.notice.give_back(state.notice_shown)
+
+
+def _encoded(
+    work: Callable[[Budget], Delivery | SkipReason], response: http.Response
+) -> Callable[[Budget], tuple[Delivery, bytes | None] | SkipReason]:
+    """The notice's work, then the changed page encoded again with the response's own
+    Content-Encoding (as `response.content = ...` would), both in the worker thread.
+    None for the bytes: mitmproxy cannot redo that encoding; the body goes as decoded.
+
+    mitmproxy's encoders are called directly: `encoding.encode` keeps the last result in a
+    module-wide cache that it checks and reads in two steps, which two threads could
+    interleave (one flow's page given to another)."""
+    name = (response.headers.get("content-encoding") or "identity").lower()
+    encoder = encoding.custom_encode.get(name)
+
+    def run(budget: Budget) -> tuple[Delivery, bytes | None] | SkipReason:
+        delivery = work(budget)
+        if isinstance(delivery, SkipReason):
+            return delivery
+        budget.check()
+        return delivery, None if encoder is None else encoder(delivery.body)
+
+    return run
 
 
 # ---------------------------------------------------------------------------------- record
@@ -445,7 +492,10 @@ class Pipeline:
     dataclass fields for every call): with four stages and a timer that is about 30 us a
     request, more than the add-on's whole budget (bench/RESULTS.md). So mitmproxy calls
     this one add-on per hook, and it calls the stages that have the hook, in list order,
-    timing them together into `auditproxy_hook_duration_seconds{hook}`.
+    timing them together into `auditproxy_hook_duration_seconds{hook}`. A stage may return
+    an awaitable (the notice's work, off the loop): the hook then returns one too, which
+    mitmproxy awaits, and the later stages run when it is done; the common, synchronous
+    path costs one `is not None` per stage.
     """
 
     name = "auditproxy.pipeline"
@@ -462,31 +512,18 @@ class Pipeline:
                 setattr(self, hook, _chain(handlers, runtime.metrics.hook_duration.labels(hook)))
 
 
-def _chain(handlers: list[Callable[[Any], Any]], timer: Any) -> Callable[[Any], Any]:
-    """The stages of one hook in order. A stage that must wait this time (a credential
-    check, a directory look-up: `addon_identity`) returns an awaitable: the rest of the
-    chain then runs after it, and mitmproxy awaits the whole (other connections go on).
-    Only the part that did not wait is timed."""
-
-    def run(arg: Any) -> Any:
+def _chain(handlers: list[Callable[[Any], Pending]], timer: Any) -> Callable[[Any], Pending]:
+    def run(arg: Any) -> Pending:
         start = time.perf_counter()
-        for index, handler in enumerate(handlers):
-            waiting = handler(arg)  # each is guarded: a fault never stops the next stage
-            if waiting is not None:
-                timer.observe(time.perf_counter() - start)
-                return _after(waiting, handlers[index + 1 :], arg)
+        for handler in handlers:
+            pending = handler(arg)  # each is guarded: a fault never stops the next stage
+            if pending is not None:  # rare: a stage's work goes on off the event loop
+                rest = handlers[handlers.index(handler) + 1 :]
+                return _resume(pending, rest, arg, timer, time.perf_counter() - start)
         timer.observe(time.perf_counter() - start)
         return None
 
     return run
-
-
-async def _after(waiting: Any, handlers: list[Callable[[Any], Any]], arg: Any) -> None:
-    await waiting
-    for handler in handlers:
-        result = handler(arg)
-        if result is not None:
-            await result
 
 
 def _async_chain(handlers: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -500,6 +537,24 @@ def _async_chain(handlers: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
                 await result
 
     return run
+
+
+async def _resume(
+    pending: Awaitable[None],
+    rest: list[Callable[[Any], Pending]],
+    arg: Any,
+    timer: Any,
+    spent: float,
+) -> None:
+    """The stages after one whose work went off the loop (mitmproxy awaits the hook), in
+    order once it is done. The hook's duration counts its time on the loop only."""
+    await pending
+    start = time.perf_counter()
+    for handler in rest:
+        more = handler(arg)
+        if more is not None:
+            await more
+    timer.observe(spent + time.perf_counter() - start)
 
 
 class AuditProxy:

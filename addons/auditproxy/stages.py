@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -17,11 +17,14 @@ from auditproxy.flowstate import KEY, ConnectionState, FlowState
 from auditproxy.runtime import Runtime
 from auditproxy.sinks.records import Exchange, strip_query
 
-Hook = Callable[[Any, Any], None]
+Pending = Awaitable[None] | None  # a hook's answer: None, or work that goes on off the loop
+Hook = Callable[[Any, Any], Pending]
 
 
 def guarded(stage: str) -> Callable[[Hook], Hook]:
-    """Fail open: a fault in a stage is counted and logged; the flow goes on."""
+    """Fail open: a fault in a stage is counted and logged; the flow goes on. A hook that
+    returns an awaitable (the notice's work off the event loop) is guarded while it is
+    awaited, too."""
 
     def decorate(method: Hook) -> Hook:
         if inspect.iscoroutinefunction(method):
@@ -36,26 +39,24 @@ def guarded(stage: str) -> Callable[[Hook], Hook]:
             return run_async
 
         @functools.wraps(method)
-        def run(self: Stage, arg: Any) -> Any:
+        def run(self: Stage, arg: Any) -> Pending:
             try:
-                result = method(self, arg)
+                pending = method(self, arg)
             except Exception:
                 self.runtime.recorder.fault(stage)
                 return None
-            if result is not None:  # it must wait this time (`Pipeline` awaits it)
-                return _guarded_wait(result, self, stage)
-            return None
+            return None if pending is None else _guarded_await(self, stage, pending)
 
         return run
 
     return decorate
 
 
-async def _guarded_wait(awaitable: Any, stage: Stage, name: str) -> None:
+async def _guarded_await(owner: Stage, stage: str, pending: Awaitable[None]) -> None:
     try:
-        await awaitable
+        await pending
     except Exception:
-        stage.runtime.recorder.fault(name)
+        owner.runtime.recorder.fault(stage)
 
 
 class Stage:

@@ -299,7 +299,17 @@ def test_corpus_through_the_addon_hooks(harness: Harness, name: str) -> None:
         assert len(harness.records("notice-shown")) == 1
 
 
-@pytest.mark.parametrize("name", ["gzip_ok", "br_ok", "zstd_ok", "deflate_zlib_ok"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gzip_ok",
+        "br_ok",
+        "zstd_ok",
+        "deflate_zlib_ok",
+        "hostile_gzip_many_members",
+        "hostile_zstd_skippable_frames",
+    ],
+)
 def test_clean_compressed_pages_do_get_the_notice(harness: Harness, name: str) -> None:
     """The controls: the corpus's broken cases are skipped for their damage, not because
     compressed pages never get the notice."""
@@ -308,6 +318,17 @@ def test_clean_compressed_pages_do_get_the_notice(harness: Harness, name: str) -
     assert injected
     check_response(f, case.body, injected, original_page(case))
     assert f.response.headers["Content-Encoding"] == case.content_encoding
+
+
+@pytest.mark.parametrize(
+    "name", ["hostile_script_escapes_closed", "noscript_after_head_opens_the_body"]
+)
+def test_hostile_but_sound_pages_do_get_the_notice(harness: Harness, name: str) -> None:
+    """Costly shapes that still have a safe place: the work is linear, and it goes in."""
+    case = BY_NAME[name]
+    f, injected = deliver(harness, case.body, case.response_headers(), "10.1.2.3")
+    assert injected
+    check_response(f, case.body, injected, original_page(case))
 
 
 # ---------------------------------------------------------------------------------------

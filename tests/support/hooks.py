@@ -1,15 +1,20 @@
 """Calling mitmproxy hooks on an add-on and its sub-add-ons, in order, as mitmproxy does.
 
 auditproxy's add-on is a pipeline of stage add-ons (`AuditProxy.addons`); a test that
-drives a hook must reach every stage, so it goes through mitmproxy's own add-on manager.
+drives a hook must reach every stage, in mitmproxy's order (`traverse`). A hook may return
+an awaitable (the notice's work, off the event loop): like mitmproxy, the call waits for it,
+on an event loop of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from collections.abc import Awaitable
 from typing import Any
 
 from mitmproxy import hooks
+from mitmproxy.addonmanager import traverse
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers import tcp as tcp_layer
@@ -58,19 +63,16 @@ class Hooks:
             raise AttributeError(name)
 
         def invoke(*args: Any) -> None:
-            master = self.tctx.master
             hook = event(*args)
-            if any(inspect.iscoroutinefunction(getattr(a, name, None)) for a in _tree(self.addon)):
-                # An async hook (a stage that waits): run it to its end on the master's loop.
-                master.event_loop.run_until_complete(master.addons.invoke_addon(self.addon, hook))
-            else:
-                master.addons.invoke_addon_sync(self.addon, hook)
+            for addon in traverse([self.addon]):
+                handler = getattr(addon, hook.name, None)
+                if callable(handler):
+                    result = handler(*hook.args())
+                    if inspect.isawaitable(result):
+                        asyncio.run(_wait(result))
 
         return invoke
 
 
-def _tree(addon: Any) -> list[Any]:
-    found = [addon]
-    for child in getattr(addon, "addons", []):
-        found += _tree(child)
-    return found
+async def _wait(pending: Awaitable[Any]) -> None:
+    await pending

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from auditproxy.notice.banner import Banner
-from auditproxy.notice.csp import allow_banner_styles, allow_in_policy
+from auditproxy.notice.budget import Budget, DeadlineExceeded
+from auditproxy.notice.csp import CspResult, allow_banner_styles, allow_in_policy
 from auditproxy.notice.eligibility import PRESCAN_BYTES, charset_ok
 from auditproxy.notice.reasons import SkipReason
-from auditproxy.notice.scan import MetaPolicy, scan
+from auditproxy.notice.scan import MAX_POLICY_TEXT, MetaPolicy, scan
 
 # Response headers that describe the old body; drop them from a changed response.
 STALE_AFTER_INJECTION: Final = ("etag", "content-md5", "digest", "content-digest", "repr-digest")
@@ -56,8 +57,10 @@ def inject(
     csp_headers: Sequence[str] = (),
     unstyled_ok: bool = True,
     max_bytes: int | None = None,
+    budget: Budget | None = None,
 ) -> InjectResult | SkipReason:
-    """Insert `banner` at the top of the page's body. Never raises.
+    """Insert `banner` at the top of the page's body. Never raises, but
+    `DeadlineExceeded` when `budget` runs out.
 
     `content_type` is the response's Content-Type header (for its charset), `csp_headers`
     the enforced Content-Security-Policy header values. When a policy cannot allow our
@@ -66,7 +69,9 @@ def inject(
     head meta policies may gain our style hash (see `InjectResult.edits`).
     """
     try:
-        return _inject(body, banner, content_type, csp_headers, unstyled_ok, max_bytes)
+        return _inject(body, banner, content_type, csp_headers, unstyled_ok, max_bytes, budget)
+    except DeadlineExceeded:
+        raise
     except Exception:  # fail open: the page goes out as it came; the metric shows the bug
         return SkipReason.INTERNAL_ERROR
 
@@ -78,19 +83,26 @@ def _inject(
     csp_headers: Sequence[str],
     unstyled_ok: bool,
     max_bytes: int | None,
+    budget: Budget | None,
 ) -> InjectResult | SkipReason:
     if max_bytes is not None and len(body) > max_bytes:
         return SkipReason.TOO_LARGE
     if not charset_ok(content_type, body[:PRESCAN_BYTES]):
         return SkipReason.CHARSET
-    head = scan(body)
+    head = scan(body, budget)
     if isinstance(head, SkipReason):
         return head
     if head.refresh:
         return SkipReason.REFRESH
-    header_csp = allow_banner_styles(csp_headers, banner.style_hash)
+    if sum(len(value) for value in csp_headers) > MAX_POLICY_TEXT:
+        header_csp = CspResult(tuple(csp_headers), False, False, False)
+    else:
+        header_csp = allow_banner_styles(csp_headers, banner.style_hash)
+    policies = head.policies
+    if sum(len(meta.policy or "") for meta in policies) > MAX_POLICY_TEXT:
+        policies = [MetaPolicy(meta.start, meta.end, None) for meta in policies]
     meta_edits, meta_styles, meta_attributes = _allow_in_meta_policies(
-        body, head.policies, banner.style_hash
+        body, policies, banner.style_hash
     )
     styled = header_csp.styles_allowed and meta_styles
     if not styled and not unstyled_ok:

@@ -27,5 +27,7 @@ class SkipReason(StrEnum):
     DECODE_ERROR = "decode_error"  # (set by the hook) the Content-Encoding did not decode
     NO_INSERTION_POINT = "no_insertion_point"  # not HTML, or no safe place for the notice
     FRAMESET = "frameset"  # a frameset document has no body to put the notice in
+    NOSCRIPT = "noscript"  # a <noscript> in the head moves the body with scripting off
     CSP = "csp"  # the page's Content-Security-Policy cannot allow our styles safely
+    DEADLINE = "deadline"  # (set by the hook) the page's work took too long: sent as it came
     INTERNAL_ERROR = "internal_error"  # a bug here; the page goes out unchanged

@@ -1,124 +1,151 @@
-# Over 300 lines: one tokenizer, whose states only make sense together (issue #13 rewrites it).
-"""Finding the top of the page's body, and the head's meta policies, in one scan.
+# Over 300 lines: the tree builder's modes before the body only make sense together.
+"""Finding the top of the page's body, and the head's meta policies, in one linear scan.
 
-A scan with anchored regular expressions and `bytes.find`, never an HTML parser (about
-0.3 ms for a 2 MB page with a 130 KB head, a tenth of what html.parser needs just to reach
-its <body>). It follows the HTML tokenizer wherever that matters for the start of the
-body: comments, bogus comments and doctypes, quoted attribute values, the raw-text
-elements script (with its escape states), style, noscript (scripting on, as in nearly
-every browser) and noframes, the RCDATA title and textarea, and templates. It stops where
-the tree builder opens the body: after a `<body>` start tag, or, in a page with no
-`<body>` tag, before the first token that makes the parser create one implicitly (text,
-an element that cannot be in the head, `</body>`, `</html>`). Inserting there keeps
-everything the page meant for the head (notably `<meta http-equiv=
-"Content-Security-Policy">`) in the head. Frameset pages are never touched.
+A scan with anchored regular expressions and `bytes.find`, never a full HTML parser: it
+follows the WHATWG tokenizer (`notice.tokens`) and the tree builder's modes up to the
+opening of the body ("initial" to "before head", "in head", "in head noscript", "after
+head", and the content of templates), and stops where the parser opens the body: after a
+`<body>` start tag, or, with no such tag, before the first token that makes the parser
+create one (text, an element that cannot be in the head, `</body>`, `</html>`, `</br>`).
+Inserting there keeps everything the page meant for the head (notably `<meta http-equiv=
+"Content-Security-Policy">`) in the head.
+
+Scripting on or off: a `<noscript>` in the head is raw text when scripting is on and markup
+(which may hold comments, or open the body) when it is off. A page with such an element is
+scanned both ways; unless both put the body at the same place (or nothing but space,
+comments and ignored tags lies between the two), it is skipped (`noscript`): the notice is
+the first thing in the body either way, or not there at all.
+What the scan cannot be sure of, it skips: frameset pages, foreign content (SVG, MathML),
+`<select>` and `<col>` inside a template (they change what the tokenizer does with the
+template's text), a head with more than `MAX_SCAN_STEPS` tokens it has to look at one by
+one. Time is linear in the bytes scanned (no regex call reads more than a window of
+`tokens.WINDOW` bytes), and a `Budget` is checked at every step.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from auditproxy.notice import tokens
+from auditproxy.notice.budget import Budget
 from auditproxy.notice.eligibility import is_redirect_refresh
 from auditproxy.notice.reasons import SkipReason
+from auditproxy.notice.tokens import ATTRIBUTE_NAME, ATTRIBUTES, NAME_END, VALUE
 
-MAX_SCAN_STEPS: Final = 10_000  # tokens looked at one by one; bounds hostile heads
+MAX_SCAN_STEPS: Final = 2_000  # tokens looked at one by one; bounds hostile heads
+MAX_META_POLICIES: Final = 8  # meta policies read; later ones count as unreadable
+# Policy text read at most, headers and meta policies each (real ones are a few KiB; reading
+# costs about 1 us a byte). Beyond it a policy counts as unreadable: the unstyled notice,
+# and the policy left exactly as it was.
+MAX_POLICY_TEXT: Final = 32 * 1024
 
-
-_LEADING_SPACE = re.compile(rb"(?:\xef\xbb\xbf)?[\t\n\f\r ]*")
-_NOT_SPACE = re.compile(rb"[^\t\n\f\r ]")
-_TAG_NAME = re.compile(rb"[A-Za-z][^\t\n\f\r />]*")
-# A tag's attributes as the tokenizer reads them: names may start with = " ' <; values are
-# double-quoted, single-quoted (a > inside does not end the tag) or unquoted. Possessive
-# quantifiers keep every pattern here linear on hostile input.
-_NAME_END = rb"(?=[\t\n\f\r />])"
-_VALUE = rb"""(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+("[^"]*+"|'[^']*+'|[^\t\n\f\r >]*+))?+"""
-_ATTRIBUTE_NAME = rb"[^\t\n\f\r />][^\t\n\f\r />=]*+"
-_ATTRIBUTES = rb"(?:[\t\n\f\r /]++|" + _ATTRIBUTE_NAME + _VALUE + rb")*+"
-_TAG_REST = re.compile(_ATTRIBUTES + b">")
-_ATTRIBUTE = re.compile(b"(" + _ATTRIBUTE_NAME + b")" + _VALUE)
-_COMMENT_END = re.compile(rb"--!?>")
+_NONE: Final = SkipReason.NO_INSERTION_POINT
+# The tree builder's modes before the body ("initial", "before html" and "before head"
+# behave alike here).
+BEFORE, IN_HEAD, NOSCRIPT, AFTER = range(4)
+TEMPLATE: Final = 4  # the content of a template, whatever the mode
 
 
 def _raw_text_element(name: bytes, content: bytes) -> bytes:
-    return (
-        b"<(?i:"
-        + name
-        + b")"
-        + _NAME_END
-        + _ATTRIBUTES
-        + b">"
-        + content
-        + b"</(?i:"
-        + name
-        + b")"
-        + _NAME_END
-        + _ATTRIBUTES
-        + b">"
-    )
+    end_tag = b"</(?i:" + name + b")" + NAME_END + ATTRIBUTES + b">"
+    return b"<(?i:" + name + b")" + NAME_END + ATTRIBUTES + b">" + content + end_tag
 
 
 def _text_until_end_tag(name: bytes, *, stop: bytes = b"") -> bytes:
-    return b"(?:[^<]++|<(?!" + stop + b"/(?i:" + name + b")" + _NAME_END + b"))*+"
+    return b"(?:[^<]++|<(?!" + stop + b"/(?i:" + name + b")" + NAME_END + b"))*+"
 
 
-# Runs of head tokens that can neither open the body nor matter to us, consumed by one
-# regex match in C (the scan's fast path; _token() handles everything else one by one):
-# space, comments, doctypes, head elements other than <meta http-equiv> and <template>,
-# whole raw text elements (scripts only without "<!--", whose escape states _token()
-# follows), end tags other than </body>, </html>, </br>.
+def _end_tags_except(names: bytes) -> bytes:
+    return (
+        rb"</(?!(?i:" + names + b")" + NAME_END + rb")[A-Za-z][^\t\n\f\r />]*+" + ATTRIBUTES + b">"
+    )
+
+
+# Runs of tokens that change nothing we track, consumed by one regex match in C (the fast
+# path; `_Scan.token()` handles everything else one by one, and the tests check that both
+# agree on any input). Common to every mode before the body: space, comments, doctypes
+# and bogus comments, <html>.
+_ANY_MODE = [
+    rb"[\t\n\f\r ]++",
+    rb"<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)",
+    rb"<!(?!--)[^>]*+>|<\?[^>]*+>",
+    rb"<(?i:html)" + NAME_END + ATTRIBUTES + b">",
+]
+# Before the head: end tags other than those that imply a head are ignored.
+_SKIPPABLE_BEFORE = re.compile(
+    b"(?:" + b"|".join([*_ANY_MODE, _end_tags_except(b"head|body|html|br")]) + b")*+"
+)
+# In the head and after it: head elements other than <meta http-equiv>, <noscript> and
+# <template>, whole raw text elements (scripts only without "<!--", whose escape states
+# `tokens.script_end` follows), end tags that are ignored.
 _SKIPPABLE = re.compile(
     b"(?:"
     + b"|".join(
         [
-            rb"[\t\n\f\r ]++",
-            rb"<!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)",
-            rb"<!(?!--)[^>]*+>|<\?[^>]*+>",
-            rb"<(?i:html|head|link|base|basefont|bgsound)" + _NAME_END + _ATTRIBUTES + b">",
+            *_ANY_MODE,
+            rb"<(?i:head|link|base|basefont|bgsound)" + NAME_END + ATTRIBUTES + b">",
             rb"<(?i:meta)"
-            + _NAME_END
+            + NAME_END
             + rb"(?:[\t\n\f\r /]++|(?!(?i:http-equiv)(?:[\t\n\f\r />=]|\Z))"
-            + _ATTRIBUTE_NAME
-            + _VALUE
+            + ATTRIBUTE_NAME
+            + VALUE
             + rb")*+>",
             _raw_text_element(b"script", _text_until_end_tag(b"script", stop=b"!--|")),
             *(
                 _raw_text_element(name, _text_until_end_tag(name))
-                for name in (b"style", b"title", b"noscript", b"noframes")
+                for name in (b"style", b"title", b"noframes")
             ),
-            rb"</(?!(?i:body|html|br)"
-            + _NAME_END
-            + rb")[A-Za-z][^\t\n\f\r />]*+"
-            + _ATTRIBUTES
-            + b">",
+            _end_tags_except(b"head|body|html|br|template"),
         ]
     )
     + b")*+"
 )
-# Elements the parser keeps in (or moves back to) the head: before the body, any other
-# start tag makes the parser open the body implicitly.
-_HEAD_ELEMENTS = frozenset(
-    {b"html", b"head", b"base", b"basefont", b"bgsound", b"link", b"meta", b"title"}
-    | {b"noscript", b"noframes", b"style", b"script", b"template"}
+
+# Inside a template: text, and tokens that neither open nor close a template nor change how
+# the tokenizer reads what follows (whole raw text elements are consumed, scripts only
+# without "<!--").
+_SKIPPABLE_TEMPLATE = re.compile(
+    b"(?:"
+    + b"|".join(
+        [
+            rb"(?:[^<]++|<(?![A-Za-z!?/]|\Z))++",  # text, "<" that is text among it
+            # start tags, but <template>, those _UNSURE_IN_TEMPLATE, raw text and plaintext
+            rb"<(?!(?i:t(?:emplate|itle|extarea)|s(?:vg|elect|cript|tyle)|math|col|xmp|iframe"
+            rb"|no(?:script|embed|frames)|plaintext)"
+            + NAME_END
+            + rb")[A-Za-z][^\t\n\f\r />]*+"
+            + ATTRIBUTES
+            + b">",
+            _end_tags_except(b"template"),
+            rb"</>|</[^A-Za-z>][^>]*+>",
+            *_ANY_MODE[1:],
+            _raw_text_element(b"script", _text_until_end_tag(b"script", stop=b"!--|")),
+            *(
+                _raw_text_element(name, _text_until_end_tag(name))
+                for name in b"style xmp iframe noembed noframes title textarea".split()
+            ),
+        ]
+    )
+    + b")*+"
 )
-_BODY_OPENING_END_TAGS = frozenset({b"body", b"html", b"br"})
-# Elements whose content is text up to their end tag (raw text and RCDATA; script aside).
-_RAW_TEXT = frozenset(b"style xmp iframe noembed noframes noscript title textarea".split())
+# The fast path of each mode (none in "in head noscript", which is rare).
+FAST_PATHS: Final = {
+    BEFORE: _SKIPPABLE_BEFORE,
+    IN_HEAD: _SKIPPABLE,
+    AFTER: _SKIPPABLE,
+    TEMPLATE: _SKIPPABLE_TEMPLATE,
+}
 
-
-def _case_insensitive(name: bytes) -> bytes:
-    return b"".join(b"[%c%c]" % (c, c ^ 0x20) if chr(c).isalpha() else bytes([c]) for c in name)
-
-
-def _end_tag_pattern(name: bytes) -> re.Pattern[bytes]:
-    # A literal "</" prefix lets the regex engine skip ahead fast.
-    return re.compile(b"</" + _case_insensitive(name) + rb"[\t\n\f\r />]")
-
-
-_END_TAG = {name: _end_tag_pattern(name) for name in (*_RAW_TEXT, b"script")}
-_SCRIPT_START = re.compile(b"<" + _case_insensitive(b"script") + rb"[\t\n\f\r />]")
+# Start tags the parser keeps in the head (or puts back into it after </head>).
+_HEAD_CONTENT = frozenset(
+    b"base basefont bgsound link meta title noscript noframes style script template".split()
+)
+_NOSCRIPT_CONTENT = frozenset(b"basefont bgsound link meta noframes style".split())
+# Inside a template: foreign content (CDATA sections, <style> and <script> that are not raw
+# text), and modes that ignore raw text start tags (<select>, <col> right in a template).
+_UNSURE_IN_TEMPLATE = frozenset(b"svg math select col".split())
 _FRAMESET = re.compile(rb"<frameset[\t\n\f\r />]", re.I)
 
 
@@ -138,36 +165,58 @@ class _Head:
     offset: int = -1
     policies: list[MetaPolicy] = field(default_factory=list)
     refresh: bool = False
+    body_tag: bool = False  # the offset is the end of a <body> start tag
 
 
-def scan(doc: bytes) -> _Head | SkipReason:
+def scan(doc: bytes, budget: Budget | None = None) -> _Head | SkipReason:
     """Tokenize up to the start of the body; see the module docstring.
 
-    `_SKIPPABLE` consumes runs of ordinary head tokens in C; `_token()` then deals with the
-    one token that stopped it (tests check both paths agree on any input)."""
-    head = _Head()
-    pos = _match_end(_LEADING_SPACE, doc, 0)
-    if not doc.startswith(b"<", pos):
-        return SkipReason.NO_INSERTION_POINT  # does not look like HTML
-    templates = 0  # open <template> elements: their content is not the page's
-    for _ in range(MAX_SCAN_STEPS):
-        if templates == 0:
-            pos = _match_end(_SKIPPABLE, doc, pos)
-        lt = doc.find(b"<", pos)
-        text_end = len(doc) if lt < 0 else lt
-        text = _NOT_SPACE.search(doc, pos, text_end) if templates == 0 else None
-        if text is not None:
-            return _implicit_body(doc, head, text.start())  # text opens the body
-        if lt < 0:
-            return _implicit_body(doc, head, len(doc)) if templates == 0 else _NONE
-        step = _token(doc, lt, head, templates)
-        if isinstance(step, _Stop):
-            return step.result
-        pos, templates = step
-    return SkipReason.NO_INSERTION_POINT
+    Raises `DeadlineExceeded` when `budget` runs out."""
+    budget = budget or Budget()
+    scripting = _Scan(doc, True, budget)
+    first = scripting.run()
+    if not scripting.noscript_seen:
+        return first  # no <noscript> where it matters: scripting changes nothing
+    second = _Scan(doc, False, budget).run()
+    if isinstance(first, _Head) and isinstance(second, _Head):
+        if first.policies == second.policies:
+            early, late = sorted((first, second), key=lambda head: head.offset)
+            if early.offset == late.offset or (
+                early.body_tag and _inert_in_body(doc, early.offset, late.offset)
+            ):
+                # A refresh inside <noscript> (a site's no-script version) is left out:
+                # nearly every browser runs scripts, and would stay on this page.
+                late.refresh = first.refresh
+                return late
+    elif first == second:
+        return first
+    return SkipReason.NOSCRIPT
 
 
-_NONE = SkipReason.NO_INSERTION_POINT
+# What adds nothing to a body that is open (html and body on the stack): space, comments,
+# <html>, <body> and <head> start tags, end tags other than </p>, </br>, </body>, </html>.
+_INERT_IN_BODY = re.compile(
+    b"(?:"
+    + b"|".join(
+        [
+            *_ANY_MODE,
+            rb"<(?i:body|head)" + NAME_END + ATTRIBUTES + b">",
+            _end_tags_except(b"p|br|body|html"),
+        ]
+    )
+    + b")*+"
+)
+
+
+def _inert_in_body(doc: bytes, start: int, end: int) -> bool:
+    """Whether the bytes between an explicit <body> tag and `end` add nothing to the body:
+    then the notice at `end` is still the first thing in it."""
+    while start < end:
+        match = _INERT_IN_BODY.match(doc, start, min(end, tokens.window(doc, start)))
+        if match is None or match.end() == start:
+            return False  # something else, or a token longer than a window: not sure
+        start = match.end()
+    return True
 
 
 def _match_end(pattern: re.Pattern[bytes], doc: bytes, pos: int) -> int:
@@ -176,170 +225,195 @@ def _match_end(pattern: re.Pattern[bytes], doc: bytes, pos: int) -> int:
     return pos if match is None else match.end()
 
 
-@dataclass(frozen=True, slots=True)
-class _Stop:
-    result: _Head | SkipReason
+class _Scan:
+    """One tokenization with the scripting flag on or off."""
 
+    __slots__ = ("budget", "doc", "head", "mode", "noscript_seen", "scripting", "templates")
 
-def _token(doc: bytes, lt: int, head: _Head, templates: int) -> tuple[int, int] | _Stop:
-    """Consume the markup at `lt`: (next position, open templates), or where to stop."""
-    if doc.startswith(b"!--", lt + 1):
-        end = _comment_end(doc, lt + 4)
-    elif doc.startswith((b"!", b"?"), lt + 1):  # doctype, CDATA outside SVG, bogus comment
-        end = _after(doc, b">", lt + 2)
-    elif doc.startswith(b"/", lt + 1):
-        return _end_tag(doc, lt, head, templates)
-    elif name := _TAG_NAME.match(doc, lt + 1):
-        return _start_tag(doc, lt, name, head, templates)
-    elif templates == 0:
-        return _Stop(_implicit_body(doc, head, lt))  # a "<" that is text opens the body
-    else:
-        end = lt + 1
-    return _Stop(_NONE) if end is None else (end, templates)
+    def __init__(self, doc: bytes, scripting: bool, budget: Budget) -> None:
+        self.doc, self.scripting, self.budget = doc, scripting, budget
+        self.head = _Head()
+        self.mode = BEFORE
+        self.templates = 0  # open <template> elements: their content is not the page's
+        self.noscript_seen = False  # a <noscript> start tag whose content scripting changes
 
+    def run(self) -> _Head | SkipReason:
+        doc = self.doc
+        pos = _match_end(tokens.LEADING, doc, 0)
+        if not doc.startswith(b"<", pos):
+            return _NONE  # does not look like HTML
+        for _ in range(MAX_SCAN_STEPS):
+            self.budget.check()  # a window of fast-path tokens, or one token, per step
+            lt = self._next_markup(pos)
+            if not isinstance(lt, int):
+                return lt
+            if lt < 0:
+                return self.body_at(len(doc)) if self.templates == 0 else _NONE
+            result = self.token(lt)
+            if not isinstance(result, int):
+                return result
+            pos = result
+        return _NONE
 
-def _start_tag(
-    doc: bytes, lt: int, name_match: re.Match[bytes], head: _Head, templates: int
-) -> tuple[int, int] | _Stop:
-    rest = _TAG_REST.match(doc, name_match.end())
-    if rest is None:
-        return _Stop(_NONE)  # the tag never ends
-    name, end = name_match.group().lower(), rest.end()
-    if templates == 0:
-        if name == b"body":
-            head.offset = end
-            return _Stop(head)
-        if name == b"frameset":
-            return _Stop(SkipReason.FRAMESET)
-        if name not in _HEAD_ELEMENTS:
-            return _Stop(_implicit_body(doc, head, lt))
-        if name == b"meta":
-            _note_meta(doc, name_match.end(), end, head)
-    if name == b"template":
-        templates += 1
-    content_end = _content_end(doc, name, end)
-    return _Stop(_NONE) if content_end is None else (content_end, templates)
+    def _next_markup(self, pos: int) -> int | _Head | SkipReason:
+        """The next "<" (-1: none), or the result if text opens the body first."""
+        doc = self.doc
+        if self.templates:
+            pos = tokens.run_end(FAST_PATHS[TEMPLATE], doc, pos)
+            return doc.find(b"<", pos)  # a template's text is not the page's
+        fast = FAST_PATHS.get(self.mode)
+        if fast is not None:
+            pos = tokens.run_end(fast, doc, pos)
+        pos = tokens.space_end(doc, pos)
+        lt = doc.find(b"<", pos)
+        if pos != (len(doc) if lt < 0 else lt):
+            return self.body_at(pos)  # text that is not space opens the body
+        return lt
 
-
-def _end_tag(doc: bytes, lt: int, head: _Head, templates: int) -> tuple[int, int] | _Stop:
-    name_match = _TAG_NAME.match(doc, lt + 2)
-    if name_match is None:  # "</>" is dropped; "</3" and the like are bogus comments
-        end = _after(doc, b">", lt + 2)
-        return _Stop(_NONE) if end is None else (end, templates)
-    rest = _TAG_REST.match(doc, name_match.end())
-    if rest is None:
-        return _Stop(_NONE)
-    name = name_match.group().lower()
-    if templates == 0 and name in _BODY_OPENING_END_TAGS:
-        return _Stop(_implicit_body(doc, head, lt))
-    if name == b"template" and templates > 0:
-        templates -= 1
-    return rest.end(), templates
-
-
-def _implicit_body(doc: bytes, head: _Head, offset: int) -> _Head | SkipReason:
-    """The parser opens the body here. A later <frameset> would still replace such a body;
-    our notice's text would stop that, so such pages are left alone."""
-    if _FRAMESET.search(doc, offset):
-        return SkipReason.FRAMESET
-    head.offset = offset
-    return head
-
-
-def _after(doc: bytes, needle: bytes, start: int) -> int | None:
-    found = doc.find(needle, start)
-    return None if found < 0 else found + len(needle)
-
-
-def _comment_end(doc: bytes, start: int) -> int | None:
-    """End of a comment whose "<!--" ends at `start` ("<!-->" and "<!--->" are complete)."""
-    if doc.startswith(b">", start):
-        return start + 1
-    if doc.startswith(b"->", start):
-        return start + 2
-    found = _COMMENT_END.search(doc, start)
-    return None if found is None else found.end()
-
-
-def _content_end(doc: bytes, name: bytes, start: int) -> int | None:
-    """Where markup resumes after a start tag: past the text of raw text elements."""
-    if name == b"script":
-        close = _script_end(doc, start)
-    elif name in _RAW_TEXT:
-        found = _END_TAG[name].search(doc, start)
-        close = None if found is None else found.start()
-    elif name == b"plaintext":
-        close = None  # the rest of the document is text
-    else:
-        return start
-    return close  # the end tag itself is then read as markup
-
-
-def _script_end(doc: bytes, pos: int) -> int | None:
-    """Start of the `</script` that ends a script. Follows the tokenizer's escape states:
-    after "<!--", a "<script" makes the next "</script" close only that inner one, until
-    "-->"."""
-    state = "data"  # or "escaped" (after "<!--"), "double" (after "<!--" and "<script")
-    while True:
-        close = _END_TAG[b"script"].search(doc, pos)
-        close_at = len(doc) if close is None else close.start()
-        if state == "data":
-            opener = doc.find(b"<!--", pos, close_at)
-            if opener < 0:
-                return None if close is None else close_at
-            state, pos = "escaped", opener + 2  # "<!-->" ends at once: "--" counts for "-->"
-            continue
-        exit_at = doc.find(b"-->", pos, close_at)
-        limit = close_at if exit_at < 0 else exit_at
-        inner = _SCRIPT_START.search(doc, pos, limit) if state == "escaped" else None
-        if inner is not None:
-            state, pos = "double", inner.end()
-        elif exit_at >= 0:
-            state, pos = "data", exit_at + 3
-        elif close is None:
-            return None
-        elif state == "escaped":
-            return close_at
+    def token(self, lt: int) -> int | _Head | SkipReason:
+        """Consume the markup at `lt`: the next position, or the result."""
+        doc = self.doc
+        if doc.startswith(b"!--", lt + 1):
+            end = tokens.comment_end(doc, lt + 4)
+        elif doc.startswith((b"!", b"?"), lt + 1):  # doctype, CDATA outside SVG, bogus
+            end = tokens.after(doc, b">", lt + 2)
+        elif doc.startswith(b"/", lt + 1):
+            return self.end_tag(lt)
+        elif name := tokens.TAG_NAME.match(doc, lt + 1):
+            end = tokens.tag_end(doc, name.end())
+            if end is None:
+                return _NONE  # the tag never ends
+            lowered = name.group().lower()
+            if self.templates:
+                return self.in_template(lowered, end)
+            return self.start_tag(lt, lowered, name.end(), end)
+        elif self.templates == 0:
+            return self.body_at(lt)  # a "<" that is text opens the body
         else:
-            state, pos = "escaped", close.end()
+            end = lt + 1
+        return _NONE if end is None else end
 
+    def end_tag(self, lt: int) -> int | _Head | SkipReason:
+        doc = self.doc
+        name_match = tokens.TAG_NAME.match(doc, lt + 2)
+        if name_match is None:
+            if doc.startswith(b">", lt + 2):
+                return lt + 3  # "</>" is dropped
+            if lt + 2 >= len(doc):
+                return self.body_at(lt) if self.templates == 0 else _NONE  # "</" is text
+            end = tokens.after(doc, b">", lt + 2)  # "</3" and the like: a bogus comment
+            return _NONE if end is None else end
+        end = tokens.tag_end(doc, name_match.end())
+        if end is None:
+            return _NONE
+        name = name_match.group().lower()
+        if self.templates:
+            if name == b"template":
+                self.templates -= 1  # closes the innermost template, whatever is open in it
+            return end
+        if self.mode == NOSCRIPT:
+            if name == b"noscript":
+                self.mode = IN_HEAD
+            # </br> closes the noscript, then opens the body; other end tags are ignored
+            return self.body_at(lt) if name == b"br" else end
+        if name in (b"body", b"html", b"br"):
+            return self.body_at(lt)
+        if name == b"head" and self.mode != AFTER:
+            self.mode = AFTER  # before the head, </head> implies a <head>, then closes it
+        return end
 
-def _note_meta(doc: bytes, attributes_start: int, tag_end: int, head: _Head) -> None:
-    attributes = _attributes(doc, attributes_start, tag_end - 1)
-    equiv = attributes.get(b"http-equiv")
-    content = attributes.get(b"content")
-    if equiv is None or content is None:
-        return
-    kind = (_attribute_text(doc, *equiv) or "").lower()
-    text = _attribute_text(doc, *content)
-    if kind == "content-security-policy":
-        head.policies.append(MetaPolicy(content[0], content[1], text))
-    elif kind == "refresh":
-        head.refresh = head.refresh or is_redirect_refresh(text)
+    def start_tag(self, lt: int, name: bytes, attrs: int, end: int) -> int | _Head | SkipReason:
+        mode = self.mode
+        if name == b"html":
+            return end  # its attributes join the root element: nothing changes here
+        if mode == BEFORE:
+            self.mode = mode = IN_HEAD  # <head>, or any other start tag implies a head
+            if name == b"head":
+                return end
+        if mode == NOSCRIPT:
+            if name in (b"head", b"noscript"):
+                return end  # ignored
+            if name in _NOSCRIPT_CONTENT:
+                if name == b"meta":
+                    self.note_meta(attrs, end, enforced=False)  # not a child of the head
+                return self.content_end(name, end)
+            self.mode = mode = IN_HEAD  # anything else closes the noscript, then goes on
+        if name == b"body":
+            self.head.offset, self.head.body_tag = end, True
+            return self.head
+        if name == b"frameset":
+            return SkipReason.FRAMESET
+        if name == b"head":
+            return end  # ignored in the head and after it
+        if name not in _HEAD_CONTENT or (mode == AFTER and name == b"noscript"):
+            return self.body_at(lt)  # not head content: the parser opens the body here
+        if name == b"meta":
+            self.note_meta(attrs, end, enforced=True)
+        elif name == b"template":
+            self.templates = 1
+            return end
+        elif name == b"noscript":
+            self.noscript_seen = True
+            if not self.scripting:
+                self.mode = NOSCRIPT  # its content is markup, in "in head noscript"
+                return end
+        return self.content_end(name, end)
 
+    def in_template(self, name: bytes, end: int) -> int | SkipReason:
+        if name == b"template":
+            self.templates += 1
+            return end
+        if name in _UNSURE_IN_TEMPLATE:
+            return _NONE
+        if name == b"noscript":
+            self.noscript_seen = True
+            if not self.scripting:
+                return end  # an ordinary element: its content is markup
+        return self.content_end(name, end)
 
-def _attributes(doc: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
-    """Each attribute's value span (quotes included); the first of duplicates wins."""
-    found: dict[bytes, tuple[int, int]] = {}
-    for match in _ATTRIBUTE.finditer(doc, start, end):
-        name = match.group(1).lower()
-        if name not in found:
-            span = match.span(2) if match.group(2) is not None else (match.end(), match.end())
-            found[name] = span
-    return found
+    def content_end(self, name: bytes, start: int) -> int | SkipReason:
+        """Where markup resumes after a start tag: past the text of raw text elements (the
+        end tag itself is then read as markup, and ignored)."""
+        if name == b"script":
+            close = tokens.script_end(self.doc, start)
+        elif name in tokens.RAW_TEXT:
+            close = tokens.raw_text_end(self.doc, name, start)
+        elif name == b"plaintext":
+            close = None  # the rest of the document is text
+        else:
+            return start
+        return _NONE if close is None else close
 
+    def body_at(self, offset: int) -> _Head | SkipReason:
+        """The parser opens the body here. A later <frameset> would still replace such a
+        body; our notice's text would stop that, so such pages are left alone."""
+        if tokens.search(_FRAMESET, self.doc, offset, 10):
+            return SkipReason.FRAMESET
+        self.head.offset = offset
+        return self.head
 
-_BARE_AMPERSAND = re.compile(r"&(?![A-Za-z][A-Za-z0-9]*;|#[0-9]+;|#[xX][0-9A-Fa-f]+;)")
-
-
-def _attribute_text(doc: bytes, start: int, end: int) -> str | None:
-    """An attribute value as text; None when character references make it ambiguous."""
-    raw = doc[start:end]
-    if raw[:1] in (b'"', b"'") and len(raw) >= 2:
-        raw = raw[1:-1]
-    text = raw.decode("latin-1")
-    if "&" in text:
-        if _BARE_AMPERSAND.search(text):
-            return None  # legacy references without ";" depend on context
-        text = html.unescape(text)
-    return text
+    def note_meta(self, attributes_start: int, tag_end: int, *, enforced: bool) -> None:
+        doc, head = self.doc, self.head
+        attributes = tokens.attributes(doc, attributes_start, tag_end - 1)
+        if attributes is None:  # absurd: if it is a policy, it counts as unreadable
+            if enforced:
+                head.policies.append(MetaPolicy(tag_end, tag_end, None))
+            return
+        equiv = attributes.get(b"http-equiv")
+        content = attributes.get(b"content")
+        if equiv is None or content is None:
+            return
+        if equiv[1] - equiv[0] > 64:
+            return  # no http-equiv we know is that long
+        kind = (tokens.attribute_text(doc, *equiv) or "").lower()
+        if kind == "content-security-policy" and enforced:
+            # Beyond a few, or a long one, a policy is not read (the work would be the
+            # page's to choose): it counts as unreadable, which means the unstyled notice
+            # and no edit.
+            read = len(head.policies) < MAX_META_POLICIES
+            read = read and content[1] - content[0] <= MAX_POLICY_TEXT
+            text = tokens.attribute_text(doc, *content) if read else None
+            head.policies.append(MetaPolicy(content[0], content[1], text))
+        elif kind == "refresh":  # only its start counts: the delay
+            text = tokens.attribute_text(doc, content[0], min(content[1], content[0] + 64))
+            head.refresh = head.refresh or is_redirect_refresh(text)

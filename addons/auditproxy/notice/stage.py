@@ -4,9 +4,11 @@ read the flow, call these, and apply what they return.
     responseheaders  `candidate`: is this a top-level page on a monitored site, for a
                      person who has not had today's notice for this scope? Decided here
                      because whether a body is streamed is decided here.
-    response         `deliver`: claim the day (atomic), put the banner in; if the page
-                     cannot carry it, give the claim back and say why, so the next page
-                     tries again.
+    response         `claim` the day (atomic), then `work`: decode, scan, put the banner
+                     in, a pure callable that the hook runs off the event loop with a
+                     deadline (`offload`, `notice.worker`); if the page cannot carry it
+                     (or the deadline passes), give the claim back and say why, so the
+                     next page tries again. `deliver` does both in the caller's thread.
     error            `give_back`: the page failed after the notice went in.
     requestheaders   `acknowledge`: the signed link (`ACK_PATH` on the page's own origin),
                      checked against the person asking, answered by the proxy itself.
@@ -18,9 +20,10 @@ pages at all (images, XHR, frames, redirects, HEAD) are not candidates and not c
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import parse_qs, quote, urlsplit
@@ -29,11 +32,13 @@ from auditproxy.decide import pages
 from auditproxy.decide.decision import Decision, Engine
 from auditproxy.notice import decode, eligibility, insert
 from auditproxy.notice.banner import render_banner
+from auditproxy.notice.budget import Budget, DeadlineExceeded
 from auditproxy.notice.keys import ACK_PATH, NoticeKeys, Visit, safe_return_path, scope_of
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.notice.store import NoticeState
+from auditproxy.notice.worker import Offload
 from auditproxy.policy.days import Calendar
-from auditproxy.policy.model import Action, NoticeSettings, Policy
+from auditproxy.policy.model import Action, BannerText, NoticeSettings, Policy
 
 logger = logging.getLogger("auditproxy")
 
@@ -73,6 +78,36 @@ class Answer:
     acknowledged_scope: str | None = None  # a notice-acknowledged record stands for it
 
 
+def _insert(
+    raw: bytes | None,
+    content_encoding: str | None,
+    content_type: str | None,
+    csp_headers: Sequence[str],
+    texts: Sequence[BannerText],
+    ack_url: str,
+    max_bytes: int,
+    budget: Budget,
+) -> Delivery | SkipReason:
+    if raw is None:
+        return SkipReason.STREAMED
+    content = decode.decode_body(raw, content_encoding, max_bytes, budget)
+    if isinstance(content, SkipReason):
+        return content
+    banner = render_banner(texts, ack_url=ack_url)
+    result = insert.inject(
+        content,
+        banner,
+        content_type=content_type,
+        csp_headers=csp_headers,
+        unstyled_ok=True,
+        max_bytes=max_bytes,
+        budget=budget,
+    )
+    if isinstance(result, SkipReason):
+        return result
+    return Delivery(result.body, result.csp_headers, result.styled)
+
+
 class NoticeStage:
     """The notice's part of the pipeline, for the policy in force."""
 
@@ -81,6 +116,7 @@ class NoticeStage:
         self.max_bytes = max_bytes
         self.keys: NoticeKeys | None = None
         self.calendar: Calendar | None = None
+        self.offload = Offload()  # the worker threads for `work`, with the deadline
 
     @staticmethod
     def check(policy: Policy) -> None:
@@ -137,6 +173,36 @@ class NoticeStage:
             reason = SkipReason.STREAMED  # never buffer what mitmproxy streams
         return reason if reason is not None else visit
 
+    def claim(self, visit: Visit) -> bool:
+        """Claim the day for this page (atomic): False when another page won the race."""
+        return self.state.claim(visit.day, visit.user, visit.scope)
+
+    def work(
+        self,
+        engine: Engine,
+        decision: Decision,
+        visit: Visit,
+        *,
+        raw: bytes | None,
+        content_encoding: str | None,
+        content_type: str | None,
+        csp_headers: Sequence[str],
+        path: str,
+    ) -> Callable[[Budget], Delivery | SkipReason]:
+        """The page's work (decode, scan, insert), pure and bounded, as one callable for a
+        worker thread: it raises `DeadlineExceeded` when its budget runs out."""
+        assert self.keys is not None
+        token = self.keys.token(visit, decision.host, path)
+        ack_url = (
+            f"{ACK_PATH}?r={quote(path, safe='')}&d={visit.day.toordinal()}"
+            f"&s={quote(visit.scope, safe='')}&t={token}"
+        )
+        texts = wording(engine, decision).ordered_texts()  # a policy group's, or the policy's
+        return functools.partial(
+            _insert, raw, content_encoding, content_type, tuple(csp_headers), texts, ack_url,
+            self.max_bytes,
+        )  # fmt: skip
+
     def deliver(
         self,
         engine: Engine,
@@ -148,56 +214,32 @@ class NoticeStage:
         content_type: str | None,
         csp_headers: Sequence[str],
         path: str,
+        budget: Budget | None = None,
     ) -> Delivery | SkipReason | None:
-        """Claim the day and put the notice in. None: another page of this person's won
-        the race. A SkipReason: the claim was given back."""
-        if not self.state.claim(visit.day, visit.user, visit.scope):
+        """Claim the day and put the notice in, in this thread. None: another page of this
+        person's won the race. A SkipReason: the claim was given back."""
+        if not self.claim(visit):
             return None
         try:
-            result = self._insert(
-                engine, decision, visit, raw, content_encoding, content_type, csp_headers, path
+            work = self.work(
+                engine,
+                decision,
+                visit,
+                raw=raw,
+                content_encoding=content_encoding,
+                content_type=content_type,
+                csp_headers=csp_headers,
+                path=path,
             )
+            result = work(budget or Budget())
+        except DeadlineExceeded:
+            result = SkipReason.DEADLINE
         except BaseException:
             self.give_back(visit)
             raise
         if isinstance(result, SkipReason):
             self.give_back(visit)
         return result
-
-    def _insert(
-        self,
-        engine: Engine,
-        decision: Decision,
-        visit: Visit,
-        raw: bytes | None,
-        content_encoding: str | None,
-        content_type: str | None,
-        csp_headers: Sequence[str],
-        path: str,
-    ) -> Delivery | SkipReason:
-        assert self.keys is not None
-        if raw is None:
-            return SkipReason.STREAMED
-        content = decode.decode_body(raw, content_encoding, self.max_bytes)
-        if isinstance(content, SkipReason):
-            return content
-        token = self.keys.token(visit, decision.host, path)
-        ack_url = (
-            f"{ACK_PATH}?r={quote(path, safe='')}&d={visit.day.toordinal()}"
-            f"&s={quote(visit.scope, safe='')}&t={token}"
-        )
-        banner = render_banner(wording(engine, decision).ordered_texts(), ack_url=ack_url)
-        result = insert.inject(
-            content,
-            banner,
-            content_type=content_type,
-            csp_headers=csp_headers,
-            unstyled_ok=True,
-            max_bytes=self.max_bytes,
-        )
-        if isinstance(result, SkipReason):
-            return result
-        return Delivery(result.body, result.csp_headers, result.styled)
 
     def give_back(self, visit: Visit) -> None:
         """The notice did not reach the person after all: let the next page show it."""
