@@ -21,9 +21,11 @@ MITMPROXY_ALLOWED = {
     "addon_connections.py",
     "addon_groups.py",
     "addon_identity.py",
+    "dispatch.py",
     "stages.py",
     "runtime.py",
     "runner.py",
+    "websocket_limit.py",
 }
 MAX_LINES = 300
 

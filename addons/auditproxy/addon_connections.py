@@ -21,12 +21,13 @@ import asyncio
 import functools
 import time
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mitmproxy import connection, ctx, http, tcp, tls
 from mitmproxy.proxy import mode_specs, server_hooks
 
+from auditproxy import websocket_limit
 from auditproxy.decide.decision import Decision, Engine
 from auditproxy.decide.destinations import parse_ip
 from auditproxy.flowstate import KEY, ConnectionState, Counts, FlowState
@@ -237,6 +238,9 @@ class RecordConnections(Stage):
             return
         counts = state.traffic or Counts()
         traffic = self._traffic(flow, counts, (flow.request.host, flow.request.port))
+        too_big = websocket_limit.why_closed(flow.websocket)
+        if too_big is not None:
+            traffic = replace(traffic, error=too_big)
         self.connection(flow.client_conn).records += 1
         self.runtime.recorder.connection("websocket", state.decision, traffic, counts)
 

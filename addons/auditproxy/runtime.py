@@ -26,8 +26,9 @@ from zoneinfo import ZoneInfo
 
 from mitmproxy import ctx, exceptions
 from mitmproxy import version as mitmproxy_version
+from mitmproxy.utils import human
 
-from auditproxy import gate
+from auditproxy import gate, websocket_limit
 from auditproxy.decide.admission import Admission, Limits, file_limit, raise_file_limit
 from auditproxy.decide.decision import Engine
 from auditproxy.decide.identity import load_key
@@ -100,6 +101,7 @@ class Runtime:
         self._reload_problem: str | None = None  # while reloads fail: why the last one did
         self._reload_failing_since: float | None = None
         self._reload_failures = 0
+        self._websocket_limited = False
         admission, m = self.admission, self.metrics
         m.client_connections.set_function(lambda: admission.clients)
         m.open_files.set_function(lambda: admission.files)
@@ -119,6 +121,15 @@ class Runtime:
         if count is not None:
             self.admission.measured(count)
 
+    def _limit_websocket_messages(self, options: Any) -> None:
+        """A WebSocket message is held no larger than a body (`websocket_limit`)."""
+        size = getattr(options, "stream_large_bodies", None)
+        try:
+            websocket_limit.install(human.parse_size(size) if size else None)
+        except ValueError as e:
+            raise exceptions.OptionsError(f"stream_large_bodies: {e}") from None
+        self._websocket_limited = True
+
     def configure(self, updated: set[str]) -> None:
         if not self._options_ready:
             return  # load() is still registering options; each one announces itself
@@ -132,6 +143,8 @@ class Runtime:
             self._open_access_log(options.auditproxy_access_log)
         elif "auditproxy_log_chain_state" in updated and self.engine is not None:
             self._attach_chain()
+        if "stream_large_bodies" in updated or not self._websocket_limited:
+            self._limit_websocket_messages(options)
         if "auditproxy_notice_max_bytes" in updated:
             self.notice.max_bytes = options.auditproxy_notice_max_bytes
         if "auditproxy_policy_max_bytes" in updated:

@@ -15,10 +15,12 @@ import wsproto
 import wsproto.events
 
 from support import CertAuthority, ProxyClient, Reply
+from support.hostile import rss
 from support.origins import (
     EchoServer,
     RecordingOrigin,
     WebSocketEcho,
+    WebSocketFlood,
     read_until,
     tls_origin,
     tunnel,
@@ -178,6 +180,41 @@ def test_websocket_connections_are_counted_not_kept(proxy_for, tmp_path):
     assert record["labels.websocket_messages_server"] == "3"
     assert record["source.bytes"] == len("onetwothree")
     assert record["destination.ip"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("frame_bytes", [16384, 1], ids=["big-frames", "tiny-frames"])
+def test_a_websocket_message_that_never_ends_is_closed_at_the_bound(
+    proxy_for, tmp_path, frame_bytes
+):
+    """A site sends one WebSocket message that never ends. mitmproxy holds a message
+    whole before relaying it: before, the proxy grew by hundreds of megabytes a second
+    until it was killed, for everyone. Now the message is held up to the body bound
+    (`stream_large_bodies`) or 4,096 fragments, then both sides get a close 1009 and the
+    record says why; memory stays flat and everyone else is served."""
+    proxy = proxy_for(policy_with(tmp_path), "--set", "stream_large_bodies=1m")
+    before = rss(proxy.pid)
+    with WebSocketFlood(frame_bytes, total_bytes=48 << 20) as site:
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=20)
+        ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        target = f"http://127.0.0.1:{site.port}/live"
+        sock.sendall(ws.send(wsproto.events.Request(host=f"127.0.0.1:{site.port}", target=target)))
+        codes: list[int] = []
+        while not codes:
+            data = sock.recv(65536)
+            if not data:
+                break
+            ws.receive_data(data)
+            codes += [e.code for e in ws.events() if isinstance(e, wsproto.events.CloseConnection)]
+        sock.close()
+        assert codes == [1009]
+        assert site.sent < 48 << 20, "the proxy read the whole flood"
+        with RecordingOrigin() as origin:  # everyone else is still served
+            client = ProxyClient("127.0.0.1", proxy.port)
+            assert client.get(f"http://127.0.0.1:{origin.port}/x").status == 200
+        (record,) = action(proxy, "websocket")
+    assert "message too big" in record["error.message"] and "server" in record["error.message"]
+    assert record["event.outcome"] == "failure"
+    assert rss(proxy.pid) - before < 64 << 20
 
 
 # --------------------------------------------------------------------------- destinations

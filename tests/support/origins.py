@@ -11,6 +11,7 @@ import contextlib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from typing import Self
 
@@ -153,6 +154,46 @@ class WebSocketEcho(_Server):
                 elif isinstance(event, wsproto.events.CloseConnection):
                     conn.sendall(ws.send(event.response()))
                     return
+
+
+class WebSocketFlood(_Server):
+    """A hostile WebSocket server: once accepted, one message that never ends, sent as
+    continuation frames of `frame_bytes` (at most `total_bytes` in all, so a test stays
+    bounded). `close_codes` holds the close codes it received (the proxy's answer)."""
+
+    def __init__(self, frame_bytes: int, total_bytes: int = 64 << 20) -> None:
+        super().__init__()
+        self.frame_bytes, self.total_bytes = frame_bytes, total_bytes
+        self.close_codes: list[int] = []
+        self.sent = 0
+
+    def serve(self, conn: socket.socket) -> None:
+        ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        while not any(isinstance(e, wsproto.events.Request) for e in ws.events()):
+            data = conn.recv(65536)
+            if not data:
+                return
+            ws.receive_data(data)
+        conn.sendall(ws.send(wsproto.events.AcceptConnection()))
+        conn.setblocking(False)
+        chunk = wsproto.events.BytesMessage(b"x" * self.frame_bytes, message_finished=False)
+        conn.sendall(ws.send(chunk))  # the message's first frame; then continuations
+        frame = ws.send(chunk)  # a server's frames are not masked: each one is the same
+        burst = frame * max(1, 65536 // len(frame))
+        while self.sent < self.total_bytes and not self.close_codes:
+            try:
+                conn.sendall(burst)
+                self.sent += len(burst)
+            except BlockingIOError:
+                time.sleep(0.01)
+            with contextlib.suppress(BlockingIOError):
+                data = conn.recv(65536)
+                if not data:
+                    return
+                ws.receive_data(data)
+                self.close_codes += [
+                    e.code for e in ws.events() if isinstance(e, wsproto.events.CloseConnection)
+                ]
 
 
 def tunnel(
