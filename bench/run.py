@@ -45,12 +45,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workloads as w
+from https_load import https_section, print_https
+from procs import free_port, pinned, process
 
 BENCH = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent
 PROXY_CPU, LOAD_CPU = "0", "1"
 BIG_FILE_BYTES = 200 * 1024 * 1024
-SECTIONS = ("load", "hooks", "classify", "inject", "worst", "state", "stream", "micro")
+SECTIONS = (
+    "load",
+    "https",
+    "hooks",
+    "classify",
+    "inject",
+    "worst",
+    "state",
+    "stream",
+    "micro",
+)
 
 # The same mitmproxy options for all three proxies: the ones `auditproxy run` sets itself
 # (flow_detail, block_global, stream_large_bodies, ...; read from its code, so the
@@ -68,8 +80,11 @@ def run_defaults() -> dict[str, str]:
     return {k: v for k, v in options.items() if not k.startswith("auditproxy_")}
 
 
-def mitm_options(origin_port: int, *, auditproxy: bool) -> list[str]:
-    options = {"mode": f"upstream:http://127.0.0.1:{origin_port}", **BENCH_OPTIONS}
+def mitm_options(origin_port: int | None, *, auditproxy: bool) -> list[str]:
+    """`origin_port`: upstream mode to that origin; None: regular mode (the HTTPS test)."""
+    options = dict(BENCH_OPTIONS)
+    if origin_port is not None:
+        options["mode"] = f"upstream:http://127.0.0.1:{origin_port}"
     if not auditproxy:
         options = {**run_defaults(), **options}
     return [arg for name, value in options.items() for arg in ("--set", f"{name}={value}")]
@@ -77,51 +92,6 @@ def mitm_options(origin_port: int, *, auditproxy: bool) -> list[str]:
 
 # ---------------------------------------------------------------------------------------
 # Processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
-
-
-def pinned(cpu: str, command: list[str]) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
-        return ["taskset", "-c", cpu, *command]
-    return command
-
-
-@contextlib.contextmanager
-def process(command: list[str], port: int, log: Path) -> Iterator[subprocess.Popen]:
-    with log.open("ab") as out:
-        p = subprocess.Popen(
-            command, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    try:
-        wait_for_port(port, p)
-        yield p
-    except Exception:
-        print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
-        raise
-    finally:
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
 
 
 def nginx_config(root: Path, port: int) -> str:
@@ -184,7 +154,16 @@ def nginx(tmp: Path) -> Iterator[int]:
 class Proxy:
     """(a) plain mitmdump or (b)/(c) auditproxy run, with the same mitmproxy options."""
 
-    def __init__(self, kind: str, tmp: Path, origin_port: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        tmp: Path,
+        origin_port: int | None,
+        *,
+        extra: list[str] | None = None,
+        regular: bool = False,
+        policy: Path | None = None,
+    ) -> None:
         self.kind, self.tmp = kind, tmp
         self.port = free_port()
         self.metrics_port = free_port() if kind == "auditproxy" else None
@@ -206,8 +185,10 @@ class Proxy:
                 "--access-log", str(tmp / "access.log"),
                 "--state", str(tmp / "state.sqlite3"),
             ]  # fmt: skip
-        options = mitm_options(origin_port, auditproxy=kind != "mitmdump")
-        self.command = pinned(PROXY_CPU, [*command, *options])
+        if policy is not None and kind == "auditproxy":
+            command += ["--policy", str(policy)]
+        options = mitm_options(None if regular else origin_port, auditproxy=kind != "mitmdump")
+        self.command = pinned(PROXY_CPU, [*command, *options, *(extra or [])])
         self.log = tmp / f"{kind}.log"
 
     @contextlib.contextmanager
@@ -914,6 +895,8 @@ def print_report(r: dict) -> None:
             addon = f"{s['addon_mean_us']:.1f}" if "addon_mean_us" in s else "-"
             figures = f"{s['rps']:>7.0f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} {s['ratio']:>6.3f}"
             print(f"({key}) {s['label']:<44} {figures} {addon:>9}")
+    if https := r.get("https"):
+        print_https(https)
     if hooks := r.get("hooks"):
         print("\n-- the add-on's own work per request, in-process (3 hooks, wall clock)")
         for key, h in hooks.items():
@@ -961,9 +944,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
-    missing = [t for t in ("nginx", "wrk") if {"load", "stream"} & only and not shutil.which(t)]
+    needs = {"nginx": {"load", "stream", "https"}, "wrk": {"load", "stream"}, "hey": {"https"}}
+    missing = [tool for tool, used in needs.items() if used & only and not shutil.which(tool)]
     if missing:
-        print(f"needs {' and '.join(missing)}: apt-get install nginx wrk", file=sys.stderr)
+        print(f"needs {', '.join(missing)}: apt-get install {' '.join(missing)}", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="auditproxy-bench-"))
     os.chmod(tmp, 0o755)
@@ -971,6 +955,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         steps: list[tuple[str, Callable[[], dict]]] = [
             ("load", lambda: load_test(tmp, args)),
+            ("https", lambda: https_section(tmp, args, Proxy, LOAD_CPU)),
             ("hooks", lambda: hooks_in_process(tmp, 20_000)),
             ("classify", lambda: classify_section(tmp, 100_000)),
             ("inject", inject_section),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ from mitmproxy.tools import cmdline
 from mitmproxy.tools.dump import DumpMaster
 from mitmproxy.tools.main import run
 
+from auditproxy import dispatch
 from auditproxy.addon import AuditProxy
 
 
@@ -41,6 +43,8 @@ class AuditProxyMaster(DumpMaster):
 
     def __init__(self, opts: options.Options, **kwargs: object) -> None:
         super().__init__(opts, with_termlog=False, with_dumper=False, **kwargs)
+        if os.environ.get("AUDITPROXY_DISPATCH", "indexed") != "mitmproxy":
+            dispatch.install(self.addons)
         self._termlog_addon = termlog.TermLog(out=sys.stderr)
         self.addons.add(
             self._termlog_addon,

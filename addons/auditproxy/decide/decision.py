@@ -7,12 +7,13 @@ of an old one and half of a new one. No mitmproxy imports.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from auditproxy.decide.auth import AuthNote
 from auditproxy.decide.classify import Classifier, Match, stricter
-from auditproxy.decide.destinations import Destinations
+from auditproxy.decide.destinations import Destinations, literal_address
 from auditproxy.decide.forwarded import ClientAddress, client_address
 from auditproxy.decide.identity import (
     AddressSet,
@@ -30,6 +31,11 @@ from auditproxy.policy.model import (
     NoticeSettings,
     Policy,
 )
+
+# Decisions remembered per engine: a department's people ask for the same sites over and
+# over (every request of a page, every keep-alive connection). Bounded: a flood of new
+# names empties it, and then costs what deciding afresh costs, no more.
+DECISION_CACHE_LIMIT = 16384
 
 # A request whose Host header is repeated or is no host at all: origins disagree on what it
 # names (one may take what comes before a `:`), so it is refused, never classified by guess.
@@ -87,6 +93,7 @@ class Engine:
     """A policy with its indexes, and the proxy's secret (the pseudonym key file)."""
 
     __slots__ = (
+        "_remembered",
         "balancers",
         "classifier",
         "clients",
@@ -119,6 +126,7 @@ class Engine:
             group.log_as is LogAs.PSEUDONYM for group in policy.groups
         )
         self.pseudonymize = Pseudonymizer(secret) if logs_pseudonyms else None
+        self._remembered = functools.lru_cache(maxsize=DECISION_CACHE_LIMIT)(self._decide)
 
     def connection_allowed(self, address: str) -> bool:
         """May this address connect at all? The policy's clients, and its trusted
@@ -190,7 +198,33 @@ class Engine:
         """`connect_to`: where the proxy would connect (the CONNECT target, the request's
         absolute-form host), one of the names if it differs from `host`. `client_address`:
         the request's own client (behind a balancer, the forwarded one). `auth`: what the
-        proxy's own authentication proved; `groups`: the person's directory groups."""
+        proxy's own authentication proved; `groups`: the person's directory groups.
+
+        A decision is a function of these arguments and the engine (which is immutable),
+        so it is remembered, except where the destination is an address: whether that is
+        one of the proxy's own can change while the engine lives."""
+        args = (
+            host, tuple(other_names), sni, client_address, proxyauth_user, header_value,
+            inner_header, connect_to, auth, tuple(groups), forwarded,
+        )  # fmt: skip
+        if literal_address(connect_to) is not None:
+            return self._decide(*args)
+        return self._remembered(*args)
+
+    def _decide(
+        self,
+        host: str | None,
+        other_names: tuple[str | None, ...],
+        sni: str | None,
+        client_address: str,
+        proxyauth_user: str | None,
+        header_value: str | None,
+        inner_header: str | None,
+        connect_to: str | None,
+        auth: AuthNote | None,
+        groups: tuple[str, ...],
+        forwarded: str | None,
+    ) -> Decision:
         group = self.first_group(groups)
         name, match, differ = self.classify_names((host, sni, *other_names, connect_to), group)
         user = auth.user if auth is not None and auth.user else proxyauth_user

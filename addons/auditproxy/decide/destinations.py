@@ -100,15 +100,25 @@ class Destinations:
     def refusal_for_name(self, host: str | None) -> str | None:
         """The same for a name a client gave (CONNECT target, Host, SNI), before any
         resolution: IP literals in any spelling, and the `localhost` names (RFC 6761)."""
-        if not host:
-            return None
-        try:
-            name = normalize_host(host)
-        except ValueError:
-            return None
-        ip = parse_ip(name)
-        if ip is not None:
-            return self.refusal_for_address(ip)
-        if name == "localhost" or name.endswith(".localhost"):
-            return self.refusal_for_address(ipaddress.ip_address("127.0.0.1"))
+        ip = literal_address(host)
+        return self.refusal_for_address(ip) if ip is not None else None
+
+
+@functools.lru_cache(maxsize=4096)
+def literal_address(host: str | None) -> IPAddress | None:
+    """The address a name stands for without any resolution: an IP literal in any
+    spelling, 127.0.0.1 for the `localhost` names (RFC 6761); None for any other name.
+    Remembered: most requests name a host, and telling one from an address costs an
+    exception from `ipaddress`."""
+    if not host:
         return None
+    try:
+        name = normalize_host(host)
+    except ValueError:
+        return None
+    ip = parse_ip(name)
+    if ip is not None:
+        return ip
+    if name == "localhost" or name.endswith(".localhost"):
+        return ipaddress.ip_address("127.0.0.1")
+    return None

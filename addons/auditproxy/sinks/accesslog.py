@@ -1,22 +1,26 @@
 """The access log: one ECS JSON object per line, built by a chain of structlog processors.
 
-A record's life, in processor order: the bound ECS constants and the record's fields ->
-`add_timestamp` -> structlog's `EventRenamer` (its positional event becomes ECS `message`)
--> `enforce_privacy` (an allow-list: only known metadata fields pass, never query
-strings, bodies, cookies or credentials) -> structlog's `JSONRenderer` -> the hash chain
-(`sinks.chain.LogChain`: numbers and seals the exact line) -> the file
-(`sinks.logfile.LogSink`, structlog's logger here).
+A record's life, in processor order: the ECS constants and the record's fields ->
+`add_timestamp` -> structlog's `EventRenamer` (its event becomes ECS `message`) ->
+`enforce_privacy` (an allow-list: only known metadata fields pass, never query strings,
+bodies, cookies or credentials) -> structlog's `JSONRenderer` (with orjson, ASCII only)
+-> the hash chain (`sinks.chain.LogChain`: numbers and seals the exact line) -> the file
+(`sinks.logfile.LogSink`).
+
+`AccessLog.emit` runs the processors itself, as structlog's bound logger would, without
+the bound logger's copies of the record (a record is 25-35 fields; the bound logger copied
+them four times, 8 us of the 26 us a record cost: bench/RESULTS.md, issue #16).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import time
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 from auditproxy import __version__
@@ -50,13 +54,33 @@ def add_timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
 
     Kept instead of structlog's `TimeStamper`, which appends the key last and formats a
     datetime on every call: 4.8 us against 0.7 us here, which formats the seconds once a
-    second (bench/test_micro.py::test_timestamp_processors; bench/RESULTS.md)."""
+    second (bench/test_micro.py::test_timestamp_processors; bench/RESULTS.md). A record
+    that already holds the key (`AccessLog` places it first) keeps its place."""
     now = time.time()
     second = int(now)
     if second != _SecondCache.second:
         _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _SecondCache.second = second
-    return {"@timestamp": f"{_SecondCache.text}.{int((now - second) * 1000):03d}Z", **event}
+    stamp = f"{_SecondCache.text}.{int((now - second) * 1000):03d}Z"
+    if "@timestamp" in event:
+        event["@timestamp"] = stamp
+        return event
+    return {"@timestamp": stamp, **event}
+
+
+def render_json(event: EventDict, **_options: Any) -> str:
+    """One JSON object on one line, ASCII only: orjson (a fifth of the time of the
+    standard library's encoder on a record), and the standard library, escaping, for a
+    record that holds anything orjson would write as raw UTF-8 or cannot encode (an
+    integer past 64 bits). ASCII only, so that no character a reader might take for a
+    line break (U+2028, U+0085) reaches the file unescaped: no line injection."""
+    try:
+        data = orjson.dumps(event, default=str)
+    except TypeError:
+        data = b"\x80"  # not ASCII: the standard library's turn
+    if data.isascii():
+        return data.decode("ascii")
+    return json.dumps(event, ensure_ascii=True, separators=(",", ":"), default=str)
 
 
 def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventDict], EventDict]:
@@ -69,8 +93,9 @@ def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventD
     allowed = ALLOWED_FIELDS - dropped
 
     def enforce_privacy(_logger: Any, _method: str, event: EventDict) -> EventDict:
-        for key in [k for k in event if k not in allowed]:
-            del event[key]
+        if not event.keys() <= allowed:
+            for key in [k for k in event if k not in allowed]:
+                del event[key]
         path = event.get("url.path")
         if path is not None:
             event["url.path"] = strip_query(path)
@@ -89,10 +114,7 @@ def processors(
         add_timestamp,
         structlog.processors.EventRenamer("message"),
         make_privacy_filter(settings),
-        # ensure_ascii keeps any control or separator character escaped: no line injection.
-        structlog.processors.JSONRenderer(
-            json.dumps, ensure_ascii=True, separators=(",", ":"), default=str
-        ),
+        structlog.processors.JSONRenderer(render_json),
         *([chain] if chain is not None else []),
     ]
 
@@ -107,12 +129,9 @@ class AccessLog:
         self.sink = sink
         self.settings = settings
         self.chain = chain
-        self._log = structlog.wrap_logger(
-            sink,
-            processors=processors(settings, chain),
-            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-            cache_logger_on_first_use=True,
-        ).bind(**ECS_CONSTANTS)
+        self._processors = tuple(processors(settings, chain))
+        # Every record starts as this: `@timestamp` first, then the constants.
+        self._template = {"@timestamp": "", **ECS_CONSTANTS}
 
     def with_settings(self, settings: LoggingSettings) -> AccessLog:
         """The same file and hash chain under a reloaded policy's logging settings."""
@@ -122,7 +141,10 @@ class AccessLog:
 
     def emit(self, fields: dict) -> None:
         try:
-            self._log.info(fields["event.action"], **fields)
+            event: Any = {**self._template, **fields, "event": fields["event.action"]}
+            for processor in self._processors:
+                event = processor(self.sink, "info", event)
+            self.sink.write(event)
         except Exception:
             self.sink.lost()  # a processor failed: still counted once (then a fault)
             raise

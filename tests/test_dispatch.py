@@ -1,0 +1,163 @@
+"""The indexed dispatch asks the same add-ons, in the same order, as mitmproxy's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions, hooks, options
+from mitmproxy.master import Master
+from mitmproxy.proxy.layers import http
+from mitmproxy.test import tflow
+
+from auditproxy import dispatch
+
+
+class Recorder:
+    """An add-on that notes each call of the hooks it has in a shared journal."""
+
+    def __init__(self, name: str, journal: list[str], *hook_names: str) -> None:
+        self.name = name
+        for hook in hook_names:
+            setattr(self, hook, self._noting(hook, journal))
+
+    def _noting(self, hook: str, journal: list[str]) -> Any:
+        def note(*_: object) -> None:
+            journal.append(f"{self.name}.{hook}")
+
+        return note
+
+
+class Halting:
+    """Stops the event for the add-ons after it."""
+
+    name = "halting"
+
+    def request(self, flow: object) -> None:
+        raise exceptions.AddonHalt
+
+
+class Failing:
+    """An add-on fault: logged by `safecall`, the other add-ons still asked."""
+
+    name = "failing"
+
+    def request(self, flow: object) -> None:
+        raise RuntimeError("boom")
+
+
+class Parent:
+    """An add-on with children that change at run time, as mitmproxy's script loader."""
+
+    name = "parent"
+
+    def __init__(self) -> None:
+        self.addons: list[Any] = []
+
+
+def _master() -> Master:
+    return Master(options.Options(), event_loop=None)
+
+
+async def _journal_of(master: Master, event: hooks.Hook, journal: list[str]) -> list[str]:
+    journal.clear()
+    await master.addons.trigger_event(event)
+    return list(journal)
+
+
+def _chain(journal: list[str], parent: Parent) -> list[Any]:
+    return [
+        Recorder("a", journal, "request", "response"),
+        Recorder("b", journal, "response"),
+        parent,
+        Recorder("c", journal, "request", "update"),
+        Recorder("d", journal),
+    ]
+
+
+async def test_same_calls_in_the_same_order_as_mitmproxy_for_each_event():
+    flow = tflow.tflow(resp=True)
+    events = [
+        hooks.UpdateHook([flow]),
+        http.HttpRequestHook(flow),
+        http.HttpResponseHook(flow),
+        http.HttpErrorHook(flow),
+    ]
+    seen: dict[bool, list[list[str]]] = {}
+    for indexed in (False, True):
+        journal: list[str] = []
+        parent = Parent()
+        parent.addons.append(Recorder("child", journal, "request", "error"))
+        master = _master()
+        master.addons.add(*_chain(journal, parent))
+        if indexed:
+            dispatch.install(master.addons)
+        seen[indexed] = [await _journal_of(master, event, journal) for event in events]
+    assert seen[True] == seen[False]
+    assert seen[True] == [
+        ["c.update"],
+        ["a.request", "child.request", "c.request"],
+        ["a.response", "b.response"],
+        ["child.error"],
+    ]
+
+
+async def test_a_halt_stops_the_event_and_a_fault_does_not(caplog):
+    journal: list[str] = []
+    master = _master()
+    master.addons.add(Recorder("first", journal, "request"), Failing())
+    master.addons.add(Recorder("second", journal, "request"), Halting())
+    master.addons.add(Recorder("never", journal, "request"))
+    dispatch.install(master.addons)
+    assert await _journal_of(master, http.HttpRequestHook(tflow.tflow()), journal) == [
+        "first.request",
+        "second.request",
+    ]
+    assert "boom" in caplog.text  # the fault was logged, as mitmproxy's safecall does
+
+
+async def test_children_added_and_removed_at_run_time_are_asked():
+    journal: list[str] = []
+    parent = Parent()
+    master = _master()
+    master.addons.add(Recorder("a", journal, "request"), parent)
+    dispatch.install(master.addons)
+    event = http.HttpRequestHook(tflow.tflow())
+    assert await _journal_of(master, event, journal) == ["a.request"]
+    parent.addons.append(Recorder("script", journal, "request"))  # a script (re)loads
+    assert await _journal_of(master, event, journal) == ["a.request", "script.request"]
+    parent.addons.clear()
+    assert await _journal_of(master, event, journal) == ["a.request"]
+
+
+async def test_the_index_follows_the_chain_when_add_ons_are_added_and_removed():
+    journal: list[str] = []
+    master = _master()
+    first = Recorder("a", journal, "request")
+    master.addons.add(first)
+    dispatch.install(master.addons)
+    event = http.HttpRequestHook(tflow.tflow())
+    assert await _journal_of(master, event, journal) == ["a.request"]
+    master.addons.add(Recorder("b", journal, "request"))
+    assert await _journal_of(master, event, journal) == ["a.request", "b.request"]
+    master.addons.remove(first)
+    assert await _journal_of(master, event, journal) == ["b.request"]
+    # Removed and added again without an event in between: same length, new list.
+    master.addons.remove(master.addons.get("b"))
+    master.addons.add(Recorder("c", journal, "request"))
+    assert await _journal_of(master, event, journal) == ["c.request"]
+
+
+@pytest.mark.parametrize("variable, indexed", [(None, True), ("mitmproxy", False)])
+async def test_auditproxy_run_installs_the_index_unless_told_not_to(
+    monkeypatch, tmp_path, variable, indexed
+):
+    from auditproxy.runner import AuditProxyMaster
+
+    if variable is None:
+        monkeypatch.delenv("AUDITPROXY_DISPATCH", raising=False)
+    else:
+        monkeypatch.setenv("AUDITPROXY_DISPATCH", variable)
+    master = AuditProxyMaster(options.Options(confdir=str(tmp_path)))
+    trigger = master.addons.trigger_event
+    assert isinstance(getattr(trigger, "__self__", None), dispatch.HookIndex) is indexed
