@@ -18,6 +18,7 @@ FOLDERS = ("policy", "decide", "notice", "sinks")
 MITMPROXY_ALLOWED = {
     "addon.py",
     "addon_admit.py",
+    "addon_bodies.py",
     "addon_connections.py",
     "addon_groups.py",
     "addon_identity.py",

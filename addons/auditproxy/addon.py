@@ -33,6 +33,7 @@ from mitmproxy import connection, ctx, http, tls
 from mitmproxy.net import encoding
 
 from auditproxy.addon_admit import Admit
+from auditproxy.addon_bodies import Bodies
 from auditproxy.addon_connections import Gate, RecordConnections
 from auditproxy.addon_groups import Groups
 from auditproxy.addon_identity import Authenticate, IdentityOptions
@@ -572,6 +573,7 @@ class AuditProxy:
             Enforce(self.runtime, connections),
             Gate(self.runtime, connections),
             Notice(self.runtime, connections),
+            Bodies(self.runtime, connections),
             Record(self.runtime, connections),
             RecordConnections(self.runtime, connections),
         ]

@@ -9,6 +9,7 @@ connection that breaks a limit is closed and its refusal recorded. The pure rule
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -17,6 +18,7 @@ from mitmproxy import connection, ctx, http, tcp, tls
 from mitmproxy.proxy import server_hooks
 
 from auditproxy import gate
+from auditproxy.backlog import HELD_PER_PERSON, Backlog
 from auditproxy.decide.admission import Reason
 from auditproxy.decide.guard import IDLE, ConnectionGuard, OriginGuard, Phase
 from auditproxy.decide.identity import canonical_address
@@ -41,6 +43,10 @@ class Admit(Stage):
         )
         self._admitted: WeakKeyDictionary[connection.Client, str] = WeakKeyDictionary()
         self._writers: WeakKeyDictionary[connection.Connection, Any] = WeakKeyDictionary()
+        # What the proxy holds for each connection and person (`Backlog`): a person
+        # is a client address, or a trusted balancer's or front proxy's connection.
+        self._backlogs: dict[Any, Backlog] = {}
+        self._backlog_of: WeakKeyDictionary[connection.Client, Backlog] = WeakKeyDictionary()
         self._reader_missing_noted = False
 
     # --- client connections
@@ -65,7 +71,16 @@ class Admit(Stage):
             return
         self._admitted[client] = address
         guard = self.guards[client] = ConnectionGuard(runtime.limits, time.monotonic())
-        self._attach(client, client, guard)
+        shared = engine is None or not (
+            address in engine.trusted_proxies or address in engine.balancers
+        )
+        key = address if shared else client.id
+        person = self._backlogs.get(key)
+        if person is None:
+            person = self._backlogs[key] = Backlog(HELD_PER_PERSON, key=key)
+        person.users += 1
+        backlog = self._backlog_of[client] = Backlog(parent=person)
+        self._attach(client, client, guard, backlog, upstream=True)
 
     @guarded("admit")
     def client_disconnected(self, client: connection.Client) -> None:
@@ -73,10 +88,25 @@ class Admit(Stage):
         if address is not None:
             self.runtime.admission.release(address)
         self.guards.pop(client, None)
+        backlog = self._backlog_of.pop(client, None)
+        person = backlog.parent if backlog is not None else None
+        if backlog is not None and person is not None:
+            backlog.settle()  # what it held is gone with it
+            person.users -= 1
+            if person.users <= 0:
+                self._backlogs.pop(person.key, None)
 
-    def _attach(self, client: connection.Client, conn: Any, guard: Any) -> None:
+    def _attach(
+        self,
+        client: connection.Client,
+        conn: Any,
+        guard: Any,
+        backlog: Backlog | None,
+        upstream: bool,
+    ) -> None:
         handler = self._handler(client)
-        writer = gate.attach(handler, conn, guard, lambda why: self._limit(client, conn, why))
+        on_limit = functools.partial(self._limit, client, conn)
+        writer = gate.attach(handler, conn, guard, on_limit, backlog, upstream)
         if writer is not None:
             self._writers[conn] = writer
         elif not self._reader_missing_noted and ctx.master.addons.get("proxyserver"):
@@ -119,6 +149,9 @@ class Admit(Stage):
 
     @guarded("admit")
     def requestheaders(self, flow: http.HTTPFlow) -> None:
+        backlog = self._backlog_of.get(flow.client_conn)
+        if backlog is not None:
+            backlog.flows.add(flow.id)
         guard = self.guards.get(flow.client_conn)
         if guard is not None:
             request = flow.request
@@ -175,6 +208,11 @@ class Admit(Stage):
         guard = self.guards.get(flow.client_conn)
         if guard is not None:
             guard.exchange_done(flow.id, time.monotonic(), upgraded=upgraded)
+        backlog = self._backlog_of.get(flow.client_conn)
+        if backlog is not None and backlog.flows:
+            backlog.flows.discard(flow.id)
+            if not backlog.flows:
+                backlog.settle()
         for origin in self._origins_of(flow.client_conn):
             origin.exchange_done()
 
@@ -219,7 +257,8 @@ class Admit(Stage):
         origin = OriginGuard(limits.origin_head_max_bytes, self.guards.get(data.client))
         self.origins[data.server] = origin
         self._client_origins.setdefault(data.client, []).append(origin)
-        self._attach(data.client, data.server, origin)
+        backlog = self._backlog_of.get(data.client)
+        self._attach(data.client, data.server, origin, backlog, upstream=False)
 
     @guarded("admit")
     def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from auditproxy.backlog import Backlog, CountingWriter
 from auditproxy.decide.admission import Reason
 
 
@@ -53,10 +54,28 @@ MIN_SLICE, FIRST_SLICE, MAX_SLICE = 256, 4096, 65536
 class GuardedReader:
     """Stands in for a connection's reader in mitmproxy's read loop."""
 
-    __slots__ = ("_handed_at", "_inner", "_on_limit", "_pending", "_slice", "_timeout", "guard")
+    __slots__ = (
+        "_backlog",
+        "_handed_at",
+        "_inner",
+        "_on_limit",
+        "_pending",
+        "_slice",
+        "_timeout",
+        "_upstream",
+        "guard",
+    )
 
-    def __init__(self, inner: Any, guard: Guard, on_limit: Callable[[Verdict], None]) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        guard: Guard,
+        on_limit: Callable[[Verdict], None],
+        backlog: Backlog | None = None,
+        upstream: bool = True,
+    ) -> None:
         self._inner = inner
+        self._backlog, self._upstream = backlog, upstream
         self._on_limit = on_limit
         self._timeout: asyncio.Timeout | None = None
         self._pending = memoryview(b"")  # the rest of a read, for the next slices
@@ -96,7 +115,11 @@ class GuardedReader:
             try:
                 async with asyncio.timeout_at(guard.deadline()) as timeout:
                     self._timeout = timeout
+                    if self._backlog is not None:
+                        await self._backlog.room(self._upstream)
                     data = await self._inner.read(n)
+                    if self._backlog is not None:
+                        self._backlog.read(self._upstream, len(data))
             except TimeoutError:
                 verdict = await _settled(lambda: guard.expired(time.monotonic()))
                 if verdict is None:
@@ -128,9 +151,16 @@ async def _settled(verdict: Callable[[], Verdict | None]) -> Verdict | None:
 
 
 def attach(
-    handler: Any, connection: Any, guard: Guard, on_limit: Callable[[Verdict], None]
+    handler: Any,
+    connection: Any,
+    guard: Guard,
+    on_limit: Callable[[Verdict], None],
+    backlog: Backlog | None = None,
+    upstream: bool = True,
 ) -> Any | None:
-    """Put a GuardedReader in front of `connection`'s reader in mitmproxy's `handler`.
+    """Put a GuardedReader in front of `connection`'s reader in mitmproxy's `handler`
+    (and, with a `backlog`, a CountingWriter in front of its writer). `upstream`: the
+    connection is a client's (what it sends goes upstream), not a server's.
 
     Returns the connection's writer (to answer and close it), or None when the handler
     does not have the shape this was written for (another mitmproxy version): the limits
@@ -141,7 +171,9 @@ def attach(
     reader = getattr(io, "reader", None)
     if io is None or reader is None or not hasattr(reader, "read"):
         return None
-    io.reader = GuardedReader(reader, guard, on_limit)
+    io.reader = GuardedReader(reader, guard, on_limit, backlog, upstream)
+    if backlog is not None and io.writer is not None:
+        io.writer = CountingWriter(io.writer, backlog, not upstream)
     return io.writer
 
 

@@ -4,6 +4,7 @@ real `auditproxy run` in regular mode, with real servers on 127.0.0.0/8."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -18,6 +19,7 @@ from support import CertAuthority, ProxyClient, Reply
 from support.hostile import rss
 from support.origins import (
     EchoServer,
+    H2Sink,
     RecordingOrigin,
     WebSocketEcho,
     WebSocketFlood,
@@ -215,6 +217,64 @@ def test_a_websocket_message_that_never_ends_is_closed_at_the_bound(
     assert "message too big" in record["error.message"] and "server" in record["error.message"]
     assert record["event.outcome"] == "failure"
     assert rss(proxy.pid) - before < 64 << 20
+
+
+def test_http2_uploads_a_server_never_reads_are_held_within_a_bound(proxy_for, tmp_path, test_ca):
+    """One person's HTTP/2 connection: 40 uploads of 4 MB to a server that never reads
+    them. mitmproxy acknowledges each DATA frame at once and keeps what the server cannot
+    take; before, a few such connections took the proxy past 2 GB and it stopped answering
+    anyone. Now the proxy stops reading from that connection while it holds 16 MiB for it
+    (256 MiB for the person: `gate.Backlog`): its memory stays bounded, others are served."""
+    import h2.config
+    import h2.connection
+
+    proxy = proxy_for(policy_with(tmp_path))
+    before = rss(proxy.pid)
+    with H2Sink(test_ca, "www.facebook.com") as sink:
+        sock, head = tunnel(proxy.port, f"127.0.0.1:{sink.port}")
+        assert head.startswith(b"HTTP/1.1 200")
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        context.set_alpn_protocols(["h2"])
+        tls = context.wrap_socket(sock, server_hostname="www.facebook.com")
+        assert tls.selected_alpn_protocol() == "h2"
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        streams = []
+        for n in range(40):
+            stream = client.get_next_available_stream_id()
+            client.send_headers(stream, [
+                (":method", "POST"), (":scheme", "https"), (":path", f"/upload/{n}"),
+                (":authority", "www.facebook.com"), ("content-length", "4000000"),
+            ])  # fmt: skip
+            streams.append(stream)
+        tls.sendall(client.data_to_send())
+        tls.settimeout(3)  # a send that waits this long: the proxy has stopped reading
+        chunk, sent, deadline = b"x" * 16384, 0, time.monotonic() + 20
+        stalled = False
+        while sent < 150 << 20 and time.monotonic() < deadline and not stalled:
+            for stream in streams:
+                room = min(client.local_flow_control_window(stream), len(chunk))
+                if room > 0:
+                    client.send_data(stream, chunk[:room])
+                    sent += room
+            try:
+                tls.sendall(client.data_to_send())
+            except TimeoutError:
+                stalled = True
+            tls.setblocking(False)
+            with contextlib.suppress(ssl.SSLWantReadError, BlockingIOError):
+                client.receive_data(tls.recv(65536))  # the proxy's window updates
+            tls.settimeout(3)
+        grown = rss(proxy.pid) - before
+        with RecordingOrigin() as origin:  # everyone else is still served
+            other = ProxyClient("127.0.0.1", proxy.port, source_address="127.0.0.2")
+            answer = other.get(f"http://127.0.0.1:{origin.port}/x")
+            assert answer.status == 200
+        tls.close()
+    assert sink.streams >= 1  # the uploads did reach the server
+    assert stalled, f"the proxy took all {sent >> 20} MiB"
+    assert grown < 150 << 20, f"the proxy grew by {grown >> 20} MiB"
 
 
 # --------------------------------------------------------------------------- destinations

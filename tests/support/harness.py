@@ -67,7 +67,8 @@ class Harness:
     ) -> http.HTTPFlow:
         """The origin's answer (unless the proxy answered), through responseheaders and
         response, as mitmproxy would deliver it."""
-        if f.response is None:
+        from_origin = f.response is None
+        if from_origin:
             items = headers.items() if isinstance(headers, dict) else headers or []
             fields = [
                 (k.encode() if isinstance(k, str) else k, v.encode() if isinstance(v, str) else v)
@@ -77,8 +78,19 @@ class Harness:
                 fields.append((b"Content-Length", str(len(body)).encode()))
             f.response = http.Response.make(status)
             f.response.headers = http.Headers(fields)
-            f.response.raw_content = body  # the bytes on the wire, encoded as the headers say
+            f.response.raw_content = None  # only the head has arrived
         self.hooks.responseheaders(f)
+        if from_origin and f.response is not None:
+            stream = f.response.stream
+            if not stream:
+                f.response.raw_content = body  # held whole, as the headers encode it
+            else:  # passed on as it comes, never held; the tests read what the client got
+                sent = []
+                for start in range(0, len(body or b""), 4096):
+                    chunk = body[start : start + 4096]  # type: ignore[index]
+                    out = stream(chunk) if callable(stream) else chunk
+                    sent += [out] if isinstance(out, bytes) else list(out)
+                f.response.raw_content = b"".join(sent) if body is not None else None
         self.hooks.response(f)
         return f
 

@@ -196,6 +196,41 @@ class WebSocketFlood(_Server):
                 ]
 
 
+class H2Sink(_Server):
+    """A hostile HTTP/2 origin (TLS, ALPN h2): it takes requests' heads and never reads
+    their bodies (it grants no flow-control window), so whatever a client sends for it
+    stays with the proxy. `streams` counts the request heads it saw."""
+
+    def __init__(self, ca: CertAuthority, name: str, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
+        # Its own context (the CA's are shared and offer http/1.1 only): `name`'s leaf.
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.leaf(name).issued.configure_cert(self.context)
+        self.context.set_alpn_protocols(["h2"])
+        self.streams = 0
+
+    def serve(self, conn: socket.socket) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        tls = self.context.wrap_socket(conn, server_side=True)
+        h2conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        h2conn.initiate_connection()
+        tls.sendall(h2conn.data_to_send())
+        tls.settimeout(1)
+        while not self._stop.is_set():
+            try:
+                data = tls.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                return
+            for event in h2conn.receive_data(data):
+                self.streams += isinstance(event, h2.events.RequestReceived)
+            tls.sendall(h2conn.data_to_send())
+
+
 def tunnel(
     proxy_port: int,
     target: str,
