@@ -17,21 +17,23 @@ def answer(ip: str) -> list[tuple]:
     return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, 443))]
 
 
-async def test_a_name_is_checked_in_the_resolution_that_connects(tmp_path):
+async def test_a_name_is_checked_in_the_resolution_that_connects(tmp_path, monkeypatch):
     """An attacker's DNS answers the first lookup with a failure and the second with
     127.0.0.1: there is no second lookup to win, the one mitmproxy makes is the checked one."""
     loop = asyncio.get_running_loop()
     answers = iter([OSError("SERVFAIL"), answer("127.0.0.1"), answer("203.0.113.9")])
     calls: list[str] = []
 
-    async def flaky(host, port, **kwargs):
+    def flaky(host, port, **kwargs):
         calls.append(host)
         result = next(answers)
         if isinstance(result, Exception):
             raise result
         return result
 
-    loop.getaddrinfo = flaky  # what the real resolver would answer, call by call
+    # What the system's resolver would answer, call by call (the proxy's lookups run it in
+    # threads of their own: `resolver.Resolver`).
+    monkeypatch.setattr(socket, "getaddrinfo", flaky)
     for h in harness_for(tmp_path):
         client, server = tflow.tclient_conn(), tflow.tserver_conn()
         server.address = ("evil.example", 443)

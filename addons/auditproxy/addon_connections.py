@@ -32,6 +32,7 @@ from auditproxy.decide.decision import Decision, Engine
 from auditproxy.decide.destinations import parse_ip
 from auditproxy.flowstate import KEY, ConnectionState, Counts, FlowState
 from auditproxy.policy.model import Action
+from auditproxy.resolver import Resolver
 from auditproxy.sinks.connections import Traffic
 from auditproxy.stages import Stage, exchange_of, guarded, server_address, state_of
 
@@ -59,10 +60,10 @@ class _Check:
     port: int
     engine: Engine
     tunnel: ConnectionState
+    client: str  # whose lookup it is (`resolver.Resolver` gives each client a share)
 
 
-# Set by `Gate.server_connect` in the task that is about to open the connection, read by
-# the resolver guard when mitmproxy resolves the name in that same task.
+# Set by `Gate.server_connect` in the task about to connect; read in its name resolution.
 _CHECKING: ContextVar[_Check | None] = ContextVar("auditproxy_destination_check", default=None)
 
 
@@ -73,18 +74,18 @@ def guard_resolver(loop: asyncio.AbstractEventLoop) -> None:
     fails, or changes, between two lookups): the check must be on the addresses the
     connection will use. mitmproxy connects with `asyncio.open_connection`, which resolves
     names through the loop's `getaddrinfo`; this wraps it, and acts only on the name that
-    `Gate.server_connect` announced in the same task (nothing else the loop resolves).
+    `Gate.server_connect` announced in the same task; the lookups go to a `Resolver` (its
+    own threads, a share per client, a deadline).
     """
     if getattr(loop, "_auditproxy_resolver_guard", False):
         return
-    resolve = loop.getaddrinfo
+    resolver = Resolver()
 
     async def getaddrinfo(host: Any, port: Any, **kwargs: Any) -> list[Any]:
-        infos = await resolve(host, port, **kwargs)
         check = _CHECKING.get()
+        infos = await resolver.getaddrinfo(check.client if check else "", host, port, **kwargs)
         if check is not None and host == check.host:
-            addresses = [parse_ip(str(info[4][0])) for info in infos]
-            for ip in addresses:
+            for ip in (parse_ip(str(info[4][0])) for info in infos):
                 reason = check.engine.destinations.refusal_for_address(ip) if ip else None
                 if reason is not None:
                     check.tunnel.refused[(check.host, check.port)] = reason
@@ -118,7 +119,7 @@ class Gate(Stage):
                 self._refuse(data, tunnel, reason)
             return
         guard_resolver(asyncio.get_running_loop())
-        _CHECKING.set(_Check(host, port, engine, tunnel))
+        _CHECKING.set(_Check(host, port, engine, tunnel, self.client_of(data.client)))
 
     @staticmethod
     def _refuse(
