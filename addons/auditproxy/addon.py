@@ -48,7 +48,15 @@ from auditproxy.notice.stage import Delivery
 from auditproxy.policy.hosts import normalize_host
 from auditproxy.policy.model import Action
 from auditproxy.runtime import Runtime
-from auditproxy.stages import Pending, Stage, exchange_of, guarded, request_view, state_of
+from auditproxy.stages import (
+    Pending,
+    Stage,
+    exchange_of,
+    guarded,
+    request_view,
+    server_address,
+    state_of,
+)
 
 logger = logging.getLogger("auditproxy")
 
@@ -437,7 +445,9 @@ class Record(Stage):
         client = self.client_of(data.context.client)
         if decision.action is Action.BYPASS:
             self.connection(data.context.client).records += 1  # its `tunnel` record
-        self.runtime.recorder.tunnel(decision, address[1] if address else 443, client)
+        # Connected already (mitmproxy's default `connection_strategy=eager`): where to.
+        reached = server_address(data.context.server)
+        self.runtime.recorder.tunnel(decision, address[1] if address else 443, client, reached)
 
     @guarded("metrics")
     def responseheaders(self, flow: http.HTTPFlow) -> None:

@@ -484,6 +484,9 @@ def test_a_bypassed_bank_reached_by_name_stays_encrypted(proxy_for, tmp_path, te
     assert record["labels.site"] == "bank" and record["labels.action"] == "bypass"
     assert record["url.domain"] == name.lower()
     assert "labels.names_differ" not in record
+    # Where the proxy connected, though it never saw inside (issue #12's promise).
+    assert record["destination.port"] == origin.port
+    assert record["destination.ip"] in addresses
     assert proxy.metric("auditproxy_errors_total", stage="connection") == 0
 
 

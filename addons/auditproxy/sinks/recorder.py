@@ -124,11 +124,17 @@ class Recorder:
 
     # ------------------------------------------------------------------ tunnels
 
-    def tunnel(self, decision: Decision, port: int, client_address: str) -> None:
+    def tunnel(
+        self,
+        decision: Decision,
+        port: int,
+        client_address: str,
+        destination: tuple[str, int] | None = None,
+    ) -> None:
         """A TLS tunnel classified at its ClientHello; `bypass` ones get a `tunnel` record."""
         self.metrics.tunnels.labels(decision.match.category, decision.action_label).inc()
         if decision.action is Action.BYPASS:
-            self.emit(tunnel_event(decision, port, client_address))
+            self.emit(tunnel_event(decision, port, client_address, destination))
 
     # ------------------------------------------------------------------ connections
 

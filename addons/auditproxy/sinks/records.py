@@ -241,9 +241,16 @@ def access_event(decision: Decision, exchange: Exchange, action: str = "access")
     return fields
 
 
-def tunnel_event(decision: Decision, port: int, client_address: str) -> dict:
-    """A `tunnel` record: a TLS connection passed through undecrypted (host and port only)."""
+def tunnel_event(
+    decision: Decision,
+    port: int,
+    client_address: str,
+    destination: tuple[str, int] | None = None,
+) -> dict:
+    """A `tunnel` record: a TLS connection passed through undecrypted (host and port, and
+    where the proxy connected if it already has)."""
     fields = rule_fields(decision)
+    fields.update(destination_fields(destination))
     fields.update(
         {
             "event.action": "tunnel",
