@@ -183,6 +183,15 @@ def test_no_line_injection(engine, tmp_path):
         ("/a/..", "/"),
         ("/../../etc", "/etc"),
         ("/file.v2.html", "/file.v2.html"),
+        # Encoded, once or more (a server that decodes first reads the real thing):
+        ("/a%3Ftoken=SECRET", "/a"),
+        ("/f%3fq=SECRET", "/f"),
+        ("/d%253Fq=SECRET", "/d"),
+        ("/a%23frag", "/a"),
+        ("/b%3bjsessionid=SECRET/c", "/b/c"),
+        ("/%2e%2e/%3bSECRET", "/"),
+        ("/x/%2E%2E/private", "/private"),
+        ("/a%20b/%41", "/a%20b/%41"),  # other encodings are left as they are
     ],
 )
 def test_strip_query(path, stripped):
