@@ -54,7 +54,7 @@ http {{
     default_type application/octet-stream;
     server {{
         listen {monitored}:{port} ssl http2;
-        listen {unclassified}:{port} ssl http2;
+        listen {unclassified}:{port} ssl http2;{extra_listen}
         ssl_certificate {root}/origin.pem;
         ssl_certificate_key {root}/origin.pem;
         ssl_session_cache shared:SSL:1m;
@@ -78,8 +78,11 @@ def bench_policy(tmp: Path) -> Path:
 
 
 @contextlib.contextmanager
-def tls_origin(tmp: Path, load_cpu: str) -> Iterator[tuple[int, Path]]:
-    """nginx with TLS (HTTP/1.1 and HTTP/2) on both test addresses; its CA's file."""
+def tls_origin(
+    tmp: Path, load_cpu: str, *, extra_hosts: tuple[str, ...] = (), plain_port: int | None = None
+) -> Iterator[tuple[int, Path]]:
+    """nginx with TLS (HTTP/1.1 and HTTP/2) on both test addresses (and `extra_hosts`); its
+    CA's file. With `plain_port`, the same files over plain HTTP on that port too."""
     root = tmp / "nginx-tls"
     www = root / "www"
     for path, (body, _type) in w.origin_files().items():
@@ -87,17 +90,25 @@ def tls_origin(tmp: Path, load_cpu: str) -> Iterator[tuple[int, Path]]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
     ca = trustme.CA()
-    ca.issue_cert(MONITORED, UNCLASSIFIED).private_key_and_cert_chain_pem.write_to_path(
-        str(root / "origin.pem")
-    )
+    ca.issue_cert(
+        MONITORED, UNCLASSIFIED, *extra_hosts
+    ).private_key_and_cert_chain_pem.write_to_path(str(root / "origin.pem"))
     ca_file = root / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     port = free_port()
     user = "user root;\n" if os.geteuid() == 0 else ""
+    listen = [f"{host}:{port} ssl http2" for host in extra_hosts]
+    if plain_port is not None:
+        listen += [f"{host}:{plain_port}" for host in (MONITORED, UNCLASSIFIED)]
     conf = root / "nginx.conf"
     conf.write_text(
         NGINX_TLS.format(
-            user=user, root=root, port=port, monitored=MONITORED, unclassified=UNCLASSIFIED
+            user=user,
+            root=root,
+            port=port,
+            monitored=MONITORED,
+            unclassified=UNCLASSIFIED,
+            extra_listen="".join(f"\n        listen {x};" for x in listen),
         )
     )
     command = pinned(load_cpu, ["nginx", "-p", str(root), "-e", str(root / "error.log")])
