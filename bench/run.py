@@ -840,13 +840,17 @@ def targets(r: dict) -> list[tuple[str, str, str]]:
         row(f"throughput ({key}) / (a) >= 0.95", f"{ratio:.3f}", ratio >= 0.95)
     for key, h in r.get("hooks", {}).items():
         figure = f"p50 {h['p50_us']:.1f} us, p99 {h['p99_us']:.1f} us"
-        ok = h["p50_us"] <= 50 and h["p99_us"] <= 200
-        row(f"add-on per request ({key}), in-process: p50 <= 50 us, p99 <= 200 us", figure, ok)
+        ok = h["p50_us"] <= 25 and h["p99_us"] <= 100  # issue #16
+        row(f"add-on per request ({key}), in-process: p50 <= 25 us, p99 <= 100 us", figure, ok)
+    hooks = r.get("hooks", {})
     for key in ("b", "c") if load else ():
         s = load[key]
         mean, p50, p99 = (s[f"addon_{k}_us"] for k in ("mean", "hist_p50", "hist_p99"))
         figure = f"mean {mean:.1f} us; from buckets p50 ~{p50:.0f} us, p99 ~{p99:.0f} us"
-        row(f"add-on per request ({key}), hook histogram under load", figure, p50 <= 50)
+        inproc = hooks.get(key, {}).get("p50_us")
+        agrees = inproc is not None and inproc / 2 <= p50 <= inproc * 2
+        what = f"add-on per request ({key}), hook histogram under load within 2x in-process"
+        row(what, figure + (f" (in-process p50 {inproc:.1f} us)" if inproc else ""), agrees)
     if c := r.get("classify"):
         figure = f"{c['lookup_mean_us']:.2f} us (p99 {c['lookup_p99_us']:.2f} us)"
         what = f"classification, {c['domains']:,} domains: < 5 us a lookup"
