@@ -15,7 +15,8 @@ from mitmproxy.net.http.status_codes import RESPONSES
 from auditproxy.decide.identity import canonical_address
 from auditproxy.flowstate import KEY, ConnectionState, FlowState
 from auditproxy.runtime import Runtime
-from auditproxy.sinks.records import Exchange, strip_query
+from auditproxy.sinks.paths import strip_query
+from auditproxy.sinks.records import Exchange
 
 Pending = Awaitable[None] | None  # a hook's answer: None, or work that goes on off the loop
 Hook = Callable[[Any, Any], Pending]

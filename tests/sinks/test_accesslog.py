@@ -11,11 +11,11 @@ from auditproxy.policy.load import parse_policy
 from auditproxy.policy.model import LoggingSettings
 from auditproxy.sinks.accesslog import AccessLog, add_timestamp, make_privacy_filter
 from auditproxy.sinks.logfile import LogSink
+from auditproxy.sinks.paths import strip_query
 from auditproxy.sinks.records import (
     ALLOWED_FIELDS,
     Exchange,
     access_event,
-    strip_query,
     tunnel_event,
 )
 

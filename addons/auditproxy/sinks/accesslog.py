@@ -27,7 +27,8 @@ from auditproxy import __version__
 from auditproxy.policy.model import LoggingSettings
 from auditproxy.sinks.chain import LogChain
 from auditproxy.sinks.logfile import LogSink
-from auditproxy.sinks.records import ALLOWED_FIELDS, DATASET, ECS_VERSION, strip_query
+from auditproxy.sinks.paths import strip_query
+from auditproxy.sinks.records import ALLOWED_FIELDS, DATASET, ECS_VERSION
 
 EventDict = MutableMapping[str, Any]
 
