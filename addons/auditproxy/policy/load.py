@@ -107,18 +107,8 @@ def _with_provenance(policy: Policy, sha256: str, source: str) -> Policy:
 # The builder: YAML nodes -> dataclasses, section by section
 
 
-_TOP_KEYS = (
-    "name",
-    "url",
-    "timezone",
-    "default_action",
-    "categories",
-    "notice",
-    "clients",
-    "identity",
-    "logging",
-    "destinations",
-)
+_TOP_KEYS = ("name", "url", "timezone", "default_action", "categories", "notice", "clients")
+_TOP_KEYS += ("identity", "logging", "destinations", "contact")
 _CATEGORY_KEYS = ("action", "description", "notice", "sites")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 _RESERVED_NAMES = ("other",)  # "other" is the metric label for everything unclassified
@@ -151,6 +141,7 @@ class PolicyBuilder(SettingsReader):
         identity = self.identity(top.get("identity"))
         logging = self.logging(top.get("logging"))
         destinations = self.destinations(top.get("destinations"))
+        contact = self.contact(top.get("contact"))
 
         settings = (notice, clients, refuse, identity, logging, destinations)
         if self.problems or None in (name, url, timezone, *settings):
@@ -167,6 +158,7 @@ class PolicyBuilder(SettingsReader):
             logging=logging,
             destinations=destinations,
             refuse=refuse,
+            contact=contact,
         )
 
     def timezone(self, node: yaml.Node) -> ZoneInfo | None:
