@@ -19,6 +19,8 @@ MITMPROXY_ALLOWED = {
     "addon.py",
     "addon_admit.py",
     "addon_connections.py",
+    "addon_groups.py",
+    "addon_identity.py",
     "stages.py",
     "runtime.py",
     "runner.py",

@@ -5,7 +5,10 @@ order for every hook (`AuditProxy.stages`, run by `Pipeline`):
     Runtime   options, the policy in force (hot reload), notice state, log, metrics
     Admit     who may connect and what a connection may cost: outsiders and connections
               over the limits refused as they connect, heads, bodies and idle time bounded
+    Authenticate  the client behind a trusted balancer; proxy authentication (Negotiate,
+              Basic): 407, or the connection's principal (`addon_identity`)
     Decide    classify -> identify -> decide: the flow's `FlowState` with its Decision
+    Groups    the person's directory groups; the policy group's overrides (`addon_groups`)
     Enforce   refuse clients outside the policy's networks, answer `block` with its page,
               leave `bypass` TLS undecrypted
     Notice    the acknowledgement link; which page is due today's notice; the banner
@@ -31,9 +34,10 @@ from mitmproxy.net import encoding
 
 from auditproxy.addon_admit import Admit
 from auditproxy.addon_connections import Gate, RecordConnections
+from auditproxy.addon_groups import Groups
+from auditproxy.addon_identity import Authenticate, IdentityOptions
 from auditproxy.decide import pages
 from auditproxy.decide.decision import BAD_HOST, Decision, Engine
-from auditproxy.decide.identity import canonical_address
 from auditproxy.flowstate import KEY, Answered, ByteCounter, ConnectionState, FlowState
 from auditproxy.notice import ownpaths
 from auditproxy.notice.budget import Budget
@@ -108,11 +112,16 @@ class Decide(Stage):
     @guarded("enforce")
     def http_connect(self, flow: http.HTTPFlow) -> None:
         engine = self.runtime.engine
-        if flow.response or flow.error or not flow.live or engine is None:
+        if flow.error or not flow.live or engine is None:
             return
-        state = flow.metadata[KEY] = FlowState(request_view(flow))
+        asked = state_of(flow)  # `Authenticate` answered 407: decided, for the record
+        if flow.response and (asked is None or asked.answered is None):
+            return
+        state = flow.metadata[KEY] = fresh_state(flow)
         header = self._take_identity_header(engine, flow, state)
         state.decision = self._decide(engine, flow, state, header)
+        if state.answered is not None:
+            return  # no tunnel yet: the client asks again with its credential
         tunnel = self.connection(flow.client_conn)
         tunnel.connect_decision = state.decision
         tunnel.connect_port = flow.request.port
@@ -126,7 +135,7 @@ class Decide(Stage):
         engine = self.runtime.engine
         if flow.error or not flow.live or engine is None:
             return
-        state = flow.metadata[KEY] = FlowState(request_view(flow))
+        state = flow.metadata[KEY] = fresh_state(flow)
         header = self._take_identity_header(engine, flow, state)
         inner = None
         tunnel = self.connections.get(flow.client_conn)
@@ -153,10 +162,13 @@ class Decide(Stage):
         tunnel.tls_decision = engine.decide(
             host=sni or server_host,
             sni=sni,
-            client_address=client.peername[0],
+            client_address=self.client_of(client),
             proxyauth_user=tunnel.tunnel_user,
             header_value=tunnel.tunnel_header,
             connect_to=server_host,
+            auth=tunnel.tunnel_auth,
+            groups=tunnel.tunnel_groups,
+            forwarded=tunnel.tunnel_client.note if tunnel.tunnel_client else None,
         )
 
     @staticmethod
@@ -193,14 +205,17 @@ class Decide(Stage):
     ) -> Decision:
         request = flow.request
         proxyauth = flow.metadata.get("proxyauth")
+        client = state.client
         return engine.decide(
             host=requested_host(flow, state) or request.host,
             sni=flow.client_conn.sni,
-            client_address=flow.client_conn.peername[0],
+            client_address=client.address if client else flow.client_conn.peername[0],
             proxyauth_user=proxyauth[0] if proxyauth else None,
             header_value=header_value,
             inner_header=inner_header,
             connect_to=request.host,
+            auth=state.auth,
+            forwarded=client.note if client else None,
         )
 
 
@@ -446,7 +461,7 @@ class Record(Stage):
         if decision is None:
             return
         address = data.context.server.address
-        client = canonical_address(data.context.client.peername[0])
+        client = self.client_of(data.context.client)
         if decision.action is Action.BYPASS:
             self.connection(data.context.client).records += 1  # its `tunnel` record
         self.runtime.recorder.tunnel(decision, address[1] if address else 443, client)
@@ -484,9 +499,16 @@ class Record(Stage):
         self.runtime.recorder.request(state, exchange_of(flow, state))
 
 
+def fresh_state(flow: http.HTTPFlow) -> FlowState:
+    """The flow's `FlowState`: the one `Authenticate` made already (the client behind a
+    balancer, what authentication proved), or a new one."""
+    state = flow.metadata.get(KEY)
+    return state if state is not None else FlowState(request_view(flow))
+
+
 def upstream_credentials() -> str | None:
     """The `Proxy-Authorization` value mitmproxy sends a parent proxy (upstream_auth)."""
-    auth = ctx.options.upstream_auth
+    auth = getattr(ctx.options, "upstream_auth", None)  # mitmproxy's add-on declares it
     return "Basic " + base64.b64encode(auth.encode()).decode() if auth else None
 
 
@@ -569,16 +591,19 @@ class AuditProxy:
     def __init__(self) -> None:
         self.runtime = Runtime()
         connections: WeakKeyDictionary[connection.Client, ConnectionState] = WeakKeyDictionary()
+        self.identity = IdentityOptions(self.runtime)
         self.stages: list[Stage] = [
             Admit(self.runtime, connections),
+            Authenticate(self.runtime, connections, self.identity),
             Decide(self.runtime, connections),
+            Groups(self.runtime, connections, self.identity),
             Enforce(self.runtime, connections),
             Gate(self.runtime, connections),
             Notice(self.runtime, connections),
             Record(self.runtime, connections),
             RecordConnections(self.runtime, connections),
         ]
-        self.addons = [self.runtime, Pipeline(self.runtime, self.stages)]
+        self.addons = [self.runtime, self.identity, Pipeline(self.runtime, self.stages)]
 
     # The runtime's parts, for `auditproxy run`, the tests and the benchmark.
     @property

@@ -49,11 +49,15 @@ class Admit(Stage):
     def client_connected(self, client: connection.Client) -> None:
         runtime, engine = self.runtime, self.runtime.engine
         address = canonical_address(client.peername[0]) if client.peername else "unknown"
+        # A trusted balancer is let in (each request's own client, the one it forwards
+        # for, is checked when the request arrives) and carries everyone's connections,
+        # like a trusted front proxy: no per-address cap.
         reason = runtime.admission.admit(
             address,
-            allowed=engine is None or address in engine.clients,
+            allowed=engine is None or engine.connection_allowed(address),
             refuse_outsiders=engine is not None and engine.refuse_at_connect,
-            trusted=engine is not None and address in engine.trusted_proxies,
+            trusted=engine is not None
+            and (address in engine.trusted_proxies or address in engine.balancers),
         )
         if reason is not None:
             client.error = f"auditproxy: {reason.text}"  # mitmproxy closes it at once

@@ -29,7 +29,6 @@ from mitmproxy.proxy import mode_specs, server_hooks
 
 from auditproxy.decide.decision import Decision, Engine
 from auditproxy.decide.destinations import parse_ip
-from auditproxy.decide.identity import canonical_address
 from auditproxy.flowstate import KEY, ConnectionState, Counts, FlowState
 from auditproxy.policy.model import Action
 from auditproxy.sinks.connections import Traffic
@@ -150,7 +149,7 @@ class RecordConnections(Stage):
         state.recorded = True
         response = flow.response
         error = flow.server_conn.error or (response.reason if response else "") or "failed"
-        client = canonical_address(flow.client_conn.peername[0])
+        client = self.flow_client(flow)
         self.runtime.recorder.connect_failure(state.decision, flow.request.port, client, error)
 
     @guarded("log")
@@ -166,7 +165,7 @@ class RecordConnections(Stage):
         if decision is None:
             return
         address = data.context.server.address
-        client = canonical_address(data.context.client.peername[0])
+        client = self.client_of(data.context.client)
         message = data.conn.error or "handshake failed"
         port = address[1] if address else 443
         self.connection(data.context.client).records += 1
@@ -252,7 +251,7 @@ class RecordConnections(Stage):
         port = tunnel.connect_port or 0
         traffic = Traffic(
             port=port,
-            client_address=canonical_address(client.peername[0]),
+            client_address=self.client_of(client),
             destination=None,
             bytes_from_client=0,
             bytes_from_server=0,
@@ -270,20 +269,19 @@ class RecordConnections(Stage):
             host = address[0] if address else None
             decision = engine.decide(
                 host=host,
-                client_address=client.peername[0],  # type: ignore[attr-defined]
+                client_address=self.client_of(client),  # type: ignore[arg-type]
                 connect_to=host,
             )
         return decision
 
-    @staticmethod
-    def _traffic(flow: http.HTTPFlow | tcp.TCPFlow, counts: Counts, address: object) -> Traffic:
+    def _traffic(self, flow: http.HTTPFlow | tcp.TCPFlow, counts: Counts, address: Any) -> Traffic:
         port = address[1] if isinstance(address, tuple) else 0
         start = flow.timestamp_created
         end = flow.client_conn.timestamp_end or time.time()
         error = flow.error.msg if flow.error else None
         return Traffic(
             port=port,
-            client_address=canonical_address(flow.client_conn.peername[0]),
+            client_address=self.flow_client(flow),  # type: ignore[arg-type]
             destination=server_address(flow.server_conn),
             bytes_from_client=counts.bytes_from_client,
             bytes_from_server=counts.bytes_from_server,

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from auditproxy import __version__
-from auditproxy.decide.classify import Classifier
 from auditproxy.policy.load import DEFAULT_POLICY, load_policy
 from auditproxy.policy.model import PolicyError
 
@@ -67,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     classify = sub.add_parser("classify", help="show what the policy says about URLs (JSON)")
     classify.add_argument("--policy", metavar="FILE", help="policy file (default: the example)")
+    classify.add_argument(
+        "--user", metavar="NAME", help="for this person (a user name or Kerberos principal)"
+    )
+    classify.add_argument(
+        "--groups",
+        metavar="GROUP,...",
+        default="",
+        help="the person's directory groups (comma-separated): their policy group applies",
+    )
     classify.add_argument("urls", nargs="+", metavar="URL")
 
     pseudonym = sub.add_parser(
@@ -128,6 +136,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             for problem in e.problems:
                 print(problem.format(file), flush=True)
             continue
+        for warning in policy.warnings:  # valid, but worth a word (exit status 0)
+            print(warning.format(file), flush=True)
         domains = sum(len(s.domains) for s in policy.sites)
         print(
             f"{file}: ok: {policy.name!r}, {len(policy.categories)} categories, "
@@ -144,26 +154,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
         for problem in e.problems:
             print(problem.format(file), file=sys.stderr)
         return 1
-    classifier = Classifier(policy)
+    from auditproxy.decide.explain import Explainer
+
+    groups = [g.strip() for g in args.groups.split(",") if g.strip()]
+    explain = Explainer(policy, args.user, groups)
     failed = False
     for url in args.urls:
         try:
-            host, match = classifier.classify_url(url)
+            record = explain(url)
         except ValueError as e:
             failed = True
             print(json.dumps({"url": url, "error": str(e)}), flush=True)
             continue
-        record = {
-            "url": url,
-            "host": host,
-            "category": match.category,
-            "site": match.site,
-            "action": match.action.value,
-            "rule": match.rule,
-            "notice": match.notice,
-            "policy": policy.name,
-            "policy_sha256": policy.sha256,
-        }
         print(json.dumps(record), flush=True)
     return 1 if failed else 0
 

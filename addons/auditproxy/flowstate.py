@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from auditproxy.decide.auth import AuthNote, ConnectionAuth
 from auditproxy.decide.decision import Decision
+from auditproxy.decide.forwarded import ClientAddress
 from auditproxy.notice.keys import Visit
 
 KEY = "auditproxy"  # the flow.metadata key
@@ -23,6 +25,7 @@ class Answered(StrEnum):
 
     BLOCKED = "blocked"  # a `block` category: the block page
     REFUSED = "refused"  # a client outside the policy's networks
+    AUTH_REQUIRED = "auth_required"  # 407: proxy authentication asked for
     NOTICE_LINK = "notice_link"  # the notice's acknowledgement link (or a refused one)
 
 
@@ -73,6 +76,10 @@ class FlowState:
     traffic: Counts | None = None  # a WebSocket or raw TCP flow: what went through it
     started: bool = False  # a raw TCP flow's first bytes were recorded (its start record)
     recorded: bool = False  # the recorder wrote its record
+    # Who, before decide (`addon_identity`): the request's own client (behind a trusted
+    # balancer, the forwarded address) and what proxy authentication proved.
+    client: ClientAddress | None = None
+    auth: AuthNote | None = None
 
     def header(self, name: bytes) -> str | None:
         """A request header's first value by lower-case name."""
@@ -96,6 +103,12 @@ class ConnectionState:
     # Server connections refused before they opened, by the address asked for: why.
     refused: dict[tuple[str, int], str] = field(default_factory=dict)
     records: int = 0  # records written for this connection (an idle tunnel gets one)
+    # Who: proxy authentication on this connection, and for a tunnel what its CONNECT
+    # said (the client behind a balancer, the proof, the person's directory groups).
+    auth: ConnectionAuth = field(default_factory=ConnectionAuth)
+    tunnel_client: ClientAddress | None = None
+    tunnel_auth: AuthNote | None = None
+    tunnel_groups: tuple[str, ...] = ()
 
     @property
     def in_tunnel(self) -> bool:

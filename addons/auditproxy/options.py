@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from auditproxy.decide.admission import Limits
+from auditproxy.identity_options import IDENTITY_OPTIONS
 from auditproxy.policy.files import DEFAULT_MAX_BYTES as DEFAULT_POLICY_MAX_BYTES
 from auditproxy.policy.load import DEFAULT_POLICY
 from auditproxy.preflight import PSEUDONYM_KEY_FILE as KEY_FILE_NAME
@@ -99,7 +100,7 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (  # name, type, default, help
         int,
         256,
         "Most connections open at once from one client address (reason limit-address); "
-        "0: no limit. The policy's identity.trusted_proxies are exempt.",
+        "0: no limit. The policy's identity.trusted_proxies and balancers are exempt.",
     ),
     (
         "auditproxy_file_reserve",
@@ -136,6 +137,7 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (  # name, type, default, help
         "Seconds a request body may fall silent; after the first such span it must also "
         "average 500 bytes/s (reason body-timeout).",
     ),
+    *IDENTITY_OPTIONS,
 )
 
 _INT_LIMITS = {  # option -> (Limits field, lowest, highest)

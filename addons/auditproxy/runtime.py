@@ -18,6 +18,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ class Runtime:
         self.limits = Limits()
         self.admission = Admission(self.limits, file_limit())
         self._tasks: list[asyncio.Task] = []
+        # Whether the options can serve a policy (e.g. a keytab for its auth): each
+        # raises ValueError; run on every load, so such a reload keeps the last good one.
+        self.checks: list[Callable[[Engine], None]] = []
         self._reload_interval = 1.0
         self._policy_max_bytes = DEFAULT_MAX_BYTES
         self._options_ready = False
@@ -298,7 +302,10 @@ class Runtime:
         policy = parse_policy(data, source=source)
         NoticeStage.check(policy)
         key_path, may_create = self._key_path()
-        return Engine(policy, load_key(key_path, create=may_create))
+        engine = Engine(policy, load_key(key_path, create=may_create))
+        for check in self.checks:
+            check(engine)
+        return engine
 
     def install(self, engine: Engine) -> None:
         policy = engine.policy

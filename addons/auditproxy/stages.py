@@ -66,6 +66,22 @@ class Stage:
         self.runtime = runtime
         self.connections: WeakKeyDictionary[connection.Client, ConnectionState] = connections
 
+    def client_of(self, client: connection.Client) -> str:
+        """The address a client connection is from: for a tunnel opened through a trusted
+        balancer, the client its CONNECT was forwarded for; otherwise the connection's
+        peer."""
+        tunnel = self.connections.get(client)
+        if tunnel is not None and tunnel.tunnel_client is not None:
+            return tunnel.tunnel_client.address
+        return canonical_address(client.peername[0])
+
+    def flow_client(self, flow: http.HTTPFlow | Any) -> str:
+        """The address a request is from (a balancer's forwarded client where trusted)."""
+        state = flow.metadata.get(KEY)
+        if state is not None and state.client is not None:
+            return state.client.address
+        return self.client_of(flow.client_conn)
+
     def connection(self, client: connection.Client) -> ConnectionState:
         state = self.connections.get(client)
         if state is None:
@@ -112,7 +128,13 @@ def exchange_of(flow: http.HTTPFlow, state: FlowState) -> Exchange:
         response_bytes=size,
         response_head_bytes=head_size(request, response) if response is not None else None,
         duration_ns=duration,
-        client_address=canonical_address(flow.client_conn.peername[0]),
+        # The request's own client: behind a trusted balancer, the forwarded one (a
+        # tunnel's requests have their CONNECT's: `addon_identity.Authenticate`).
+        client_address=(
+            state.client.address
+            if state.client is not None
+            else canonical_address(flow.client_conn.peername[0])
+        ),
         error=_safe_error(flow.error.msg) if flow.error else None,
         destination=server_address(flow.server_conn),
     )

@@ -8,6 +8,10 @@
 // point. For availability, list a second proxy instead:
 //   return "PROXY proxy1.example.gc.ca:8080; PROXY proxy2.example.gc.ca:8080";
 // (Appending "; DIRECT" would make browsers go around the proxy whenever it is down.)
+//
+// Kerberos single sign-on: browsers ask for a ticket to HTTP/<the name given here>, so
+// name the proxy (or its load balancer) by the DNS name of its service principal, an A
+// record; never an IP address or a short name (deploy/kerberos/README.md, section 3).
 
 var PROXY = "PROXY proxy.example.gc.ca:8080";
 

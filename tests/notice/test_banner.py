@@ -214,11 +214,8 @@ def test_one_short_line_per_language_the_full_text_one_activation_away(notice: B
         assert summary.text() == sentence
         assert len(sentence) <= 90  # a sentence, not a paragraph
         full = details.children[1]
-        assert (
-            isinstance(full, Element)
-            and "monitored" in full.text()
-            or "surveillance" in (full.text())
-        )
+        assert isinstance(full, Element)
+        assert "monitored" in full.text() or "surveillance" in full.text()
         assert [a.text() for a in actions.find_all("a")] in (
             ["Read the policy", "I understand"],
             ["Lire la politique", "Je comprends"],

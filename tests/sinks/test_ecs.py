@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from auditproxy.decide.auth import AuthNote
 from auditproxy.decide.decision import Engine
 from auditproxy.policy.load import parse_policy
-from auditproxy.policy.model import LoggingSettings
+from auditproxy.policy.model import AuthMethod, LoggingSettings
 from auditproxy.sinks.accesslog import AccessLog
 from auditproxy.sinks.chain import LogChain
 from auditproxy.sinks.connections import (
@@ -86,9 +87,16 @@ def exchange(**overrides: Any) -> Exchange:
     return Exchange(**values)
 
 
+GROUPS = """groups:
+  - name: posters
+    directory_group: comms
+    categories: {social: log}
+"""
+
+
 def build_cases(policy_text: str) -> dict[str, dict]:
     """Case name -> the fields the product hands to the access log."""
-    named = Engine(parse_policy(policy_text), SECRET)
+    named = Engine(parse_policy(policy_text + GROUPS), SECRET)
     pseudonym = Engine(
         parse_policy(policy_text.replace("log_as: name", "log_as: pseudonym")), SECRET
     )
@@ -146,6 +154,23 @@ def build_cases(policy_text: str) -> dict[str, dict]:
         ),
         "connect-failed": connect_failure_event(
             decide(host="x.com"), 9, "10.1.2.3", "Connection refused"
+        ),
+        # Who (issue #14): a policy group, Kerberos, an address behind a balancer.
+        "access-group-negotiate": access_event(
+            decide(
+                host="www.facebook.com",
+                auth=AuthNote("alice", AuthMethod.NEGOTIATE),
+                groups=("comms",),
+            ),
+            exchange(),
+        ),
+        "access-auth-fallback-forwarded": access_event(
+            decide(
+                host="x.com",
+                auth=AuthNote(failure="expired"),
+                forwarded="ignored-untrusted-client",
+            ),
+            exchange(),
         ),
         "access-lookalike-inside-tunnel": access_event(
             decide(

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Playwright
+    from playwright.sync_api import Browser, BrowserContext, Page, Playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 10_000
@@ -103,10 +103,18 @@ class ProxiedChromium:
     """
 
     def __init__(
-        self, workdir: Path, ca_file: Path | None, *, playwright: Playwright | None = None
+        self,
+        workdir: Path,
+        ca_file: Path | None,
+        *,
+        playwright: Playwright | None = None,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.home = workdir / "home"
         self.ca_file = ca_file
+        self.args = args  # more command-line switches (e.g. --auth-server-allowlist)
+        self.env = env or {}  # e.g. KRB5CCNAME: whose Kerberos tickets the browser has
         self._playwright = playwright
         self._owns_playwright = playwright is None
         self._browser: Browser | None = None
@@ -123,8 +131,8 @@ class ProxiedChromium:
             self._browser = self.playwright.chromium.launch(
                 executable_path=str(CHROMIUM),
                 headless=True,
-                args=list(FLAGS),
-                env={**os.environ, "HOME": str(self.home)},
+                args=[*FLAGS, *self.args],
+                env={**os.environ, "HOME": str(self.home), **self.env},
                 timeout=LAUNCH_TIMEOUT_MS,
             )
         except BaseException:
@@ -142,13 +150,13 @@ class ProxiedChromium:
         assert self._browser is not None, "use ProxiedChromium as a context manager"
         return self._browser
 
-    def new_page(self, proxy_port: int, **options: Any) -> Page:
+    def new_page(self, proxy_port: int, proxy_host: str = "127.0.0.1", **options: Any) -> Page:
         """A page in a fresh context whose every request goes to the proxy at
-        ``127.0.0.1:proxy_port`` (loopback hosts too), with bounded default timeouts.
+        ``proxy_host:proxy_port`` (loopback hosts too), with bounded default timeouts.
 
         Close it with ``page.context.close()``."""
         options.setdefault("viewport", VIEWPORT)
-        proxy = {"server": f"http://127.0.0.1:{proxy_port}", "bypass": "<-loopback>"}
+        proxy = {"server": f"http://{proxy_host}:{proxy_port}", "bypass": "<-loopback>"}
         context = self.browser.new_context(proxy=proxy, **options)
         context.set_default_timeout(TIMEOUT_MS)
         context.set_default_navigation_timeout(TIMEOUT_MS)
@@ -174,3 +182,55 @@ class ProxiedChromium:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class ProfileChromium(ProxiedChromium):
+    """A Chromium with a regular (persistent) profile whose pages all go through one proxy.
+
+    Playwright's ``new_context`` makes off-the-record profiles, where Chromium allows no
+    ambient authentication (its AmbientAuthenticationInPrivateModesEnabled policy): no
+    Kerberos. Single sign-on needs the regular profile a person's desktop has, so this
+    one launches with a user data folder and ``proxy`` for the whole browser."""
+
+    def __init__(self, workdir: Path, ca_file: Path | None, proxy: str, **kwargs: Any) -> None:
+        super().__init__(workdir, ca_file, **kwargs)
+        self.proxy = proxy  # "http://HOST:PORT"
+        self._context: BrowserContext | None = None
+
+    def __enter__(self) -> Self:
+        from playwright.sync_api import sync_playwright
+
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.ca_file is not None:
+            trust_ca(self.home, self.ca_file)
+        if self._playwright is None:
+            self._playwright = sync_playwright().start()
+        try:
+            self._context = self.playwright.chromium.launch_persistent_context(
+                str(self.home / "profile"),
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=[*FLAGS, *self.args],
+                env={**os.environ, "HOME": str(self.home), **self.env},
+                timeout=LAUNCH_TIMEOUT_MS,
+                proxy={"server": self.proxy, "bypass": "<-loopback>"},
+                viewport=VIEWPORT,
+            )
+        except BaseException:
+            self._stop_playwright()
+            raise
+        self._context.set_default_timeout(TIMEOUT_MS)
+        self._context.set_default_navigation_timeout(TIMEOUT_MS)
+        return self
+
+    def page(self) -> Page:
+        assert self._context is not None, "use ProfileChromium as a context manager"
+        return self._context.new_page()
+
+    def close(self) -> None:
+        try:
+            if self._context is not None:
+                self._context.close()
+        finally:
+            self._context = None
+            self._stop_playwright()

@@ -34,9 +34,11 @@ class AuditProxyProcess:
         upstream_ca: Path | None = None,
         start: bool = True,
         nofile: tuple[int, int] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.nofile = nofile
+        self.env = env or {}  # e.g. KRB5_CONFIG for a test realm
         self.port = free_port()
         self.metrics_port = free_port()
         self.confdir = workdir / "conf"
@@ -83,7 +85,8 @@ class AuditProxyProcess:
                 stderr=stderr,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, **faketime_env()},  # a shifted test clock (support.clock)
+                # a shifted test clock (support.clock)
+                env={**os.environ, **faketime_env(), **self.env},
                 preexec_fn=self._limit_files if self.nofile else None,
             )
         try:

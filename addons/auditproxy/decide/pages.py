@@ -41,6 +41,13 @@ _WORDING = {
             "The proxy answers this link only when you open it yourself from the notice, "
             "in a current browser. Nothing was recorded. The notice explains the {policy}."
         ),
+        "auth_title": "Your computer could not show who you are",
+        "auth_body": (
+            "This proxy identifies staff by the sign-on of their work computer (Kerberos), "
+            "without asking for a password. Your computer did not give it a valid ticket: "
+            "sign in to the department's network, or contact your IT service desk. "
+            "Use of the network is subject to the {policy}."
+        ),
         "read": "Read the policy",
     },
     "fr": {
@@ -76,6 +83,14 @@ _WORDING = {
             "Le serveur mandataire ne r\u00e9pond \u00e0 ce lien que si vous l'ouvrez "
             "vous-m\u00eame depuis l'avis, dans un navigateur \u00e0 jour. Rien n'a "
             "\u00e9t\u00e9 enregistr\u00e9. L'avis explique la {policy}."
+        ),
+        "auth_title": "Votre ordinateur n'a pas pu indiquer qui vous \u00eates",
+        "auth_body": (
+            "Ce serveur mandataire identifie le personnel par l'ouverture de session de son "
+            "ordinateur de travail (Kerberos), sans demander de mot de passe. Votre "
+            "ordinateur ne lui a pas remis de billet valide : ouvrez une session sur le "
+            "r\u00e9seau du minist\u00e8re, ou communiquez avec le centre de services de TI. "
+            "L'utilisation du r\u00e9seau est assujettie \u00e0 la {policy}."
         ),
         "read": "Lire la politique",
     },
@@ -151,6 +166,11 @@ def invalid_link_page(policy: Policy) -> bytes:
 def notice_link_page(policy: Policy) -> bytes:
     """The notice's own links, asked for other than by the person's navigation."""
     return _page(policy, "own", "")
+
+
+def auth_required_page(policy: Policy) -> bytes:
+    """The body of a 407 (shown by a browser that could not authenticate)."""
+    return _page(policy, "auth", "")
 
 
 PAGE_HEADERS = {

@@ -26,7 +26,8 @@ from datetime import date
 from urllib.parse import parse_qs, quote, urlsplit
 
 from auditproxy.decide import pages
-from auditproxy.decide.decision import Decision
+from auditproxy.decide.classify import Match
+from auditproxy.decide.decision import Decision, override
 from auditproxy.notice import transparency
 from auditproxy.notice.budget import Budget
 from auditproxy.notice.keys import (
@@ -40,7 +41,7 @@ from auditproxy.notice.keys import (
 )
 from auditproxy.notice.navigation import Headers, has_fetch_metadata, person_navigation
 from auditproxy.notice.store import NoticeState
-from auditproxy.policy.model import Action, NoticeScope, Policy
+from auditproxy.policy.model import Action, GroupRule, NoticeScope, Policy
 
 logger = logging.getLogger("auditproxy")
 
@@ -164,8 +165,9 @@ def _top_level(headers: Headers) -> bool:
 def _record_answer(
     state: NoticeState, policy: Policy, decision: Decision, current: Visit, budget: Budget
 ) -> Answer:
+    group = next((g for g in policy.groups if g.name == decision.group), None)
     entries = []
-    for scope in notice_scopes(policy):
+    for scope in notice_scopes(policy, group):
         budget.check()
         shown = state.seen(current.day, current.user, scope)
         acknowledged = state.seen(current.day, current.user, acknowledgement_scope(scope))
@@ -173,18 +175,21 @@ def _record_answer(
     view = transparency.RecordView(
         decision.user, decision.identity.source.value, current.day, tuple(entries)
     )
-    return Answer(200, dict(transparency.HEADERS), transparency.render(policy, view))
+    return Answer(200, dict(transparency.HEADERS), transparency.render(policy, view, group))
 
 
-def notice_scopes(policy: Policy) -> list[str]:
-    """Every scope the notice can have under this policy."""
-    scope = policy.notice.scope
-    if scope is NoticeScope.ALL:
+def notice_scopes(policy: Policy, group: GroupRule | None = None) -> list[str]:
+    """Every scope the notice can have for a person under this policy (`group`: the
+    policy group that decides for them, with its scope and actions; None: the policy's)."""
+    notice = group.notice if group is not None and group.notice else policy.notice
+    if notice.scope is NoticeScope.ALL:
         return ["all"]
-    monitored = [c for c in policy.categories if c.action is Action.MONITOR and c.notice]
-    if scope is NoticeScope.CATEGORY:
-        return [f"category:{c.name}" for c in monitored]
-    return [f"site:{s.name}" for c in monitored for s in c.sites]
+    sites = (site for category in policy.categories for site in category.sites)
+    matches = (override(Match.for_site(site), group) for site in sites)
+    monitored = [m for m in matches if m.action is Action.MONITOR and m.notice]
+    if notice.scope is NoticeScope.CATEGORY:
+        return list(dict.fromkeys(f"category:{m.category}" for m in monitored))
+    return [f"site:{m.site}" for m in monitored]
 
 
 def not_found(policy: Policy) -> Answer:

@@ -43,7 +43,7 @@ from auditproxy.notice.reasons import SkipReason
 from auditproxy.notice.store import NoticeState
 from auditproxy.notice.worker import Offload
 from auditproxy.policy.days import Calendar, period_start
-from auditproxy.policy.model import Action, BannerText, Policy
+from auditproxy.policy.model import Action, BannerText, NoticeSettings, Policy
 
 logger = logging.getLogger("auditproxy")
 
@@ -57,6 +57,11 @@ NOT_A_PAGE = frozenset(
         SkipReason.NOT_DOCUMENT,
     }
 )
+
+
+def wording(engine: Engine, decision: Decision) -> NoticeSettings:
+    """The notice this person gets: their policy group's wording and scope, or the policy's."""
+    return decision.notice or engine.policy.notice
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +120,12 @@ class NoticeStage:
 
     @staticmethod
     def check(policy: Policy) -> None:
-        """Render the policy's notice once: a bad link fails the policy load, not a page."""
-        texts = policy.notice.ordered_texts()
-        if texts:
-            render_banner(texts, ack_url=ACK_PATH, record_url=RECORD_PATH)
+        """Render the policy's notices once (its own, and each group's): a bad link fails
+        the policy load, not a page."""
+        for notice in (policy.notice, *(g.notice for g in policy.groups if g.notice)):
+            texts = notice.ordered_texts()
+            if texts:
+                render_banner(texts, ack_url=ACK_PATH, record_url=RECORD_PATH)
 
     def configure(self, engine: Engine, calendar: Calendar) -> None:
         self.keys = NoticeKeys(engine.secret)
@@ -131,7 +138,7 @@ class NoticeStage:
         return Visit(
             period_start(self.calendar.today(), notice.interval),
             self.keys.user(decision.identity.key),
-            scope_of(decision, notice.scope),
+            scope_of(decision, wording(engine, decision).scope),
             certain,
         )
 
@@ -149,7 +156,7 @@ class NoticeStage:
             decision.allowed_client
             and decision.match.notice
             and decision.action is Action.MONITOR
-            and bool(engine.policy.notice.languages)
+            and bool(wording(engine, decision).languages)
         )
 
     def candidate(
@@ -213,7 +220,7 @@ class NoticeStage:
         assert self.keys is not None
         back, base = ownpaths.links(visit, decision.host, path, scheme, port)
         ack_url = ownpaths.ack_link(self.keys, visit, decision.host, back, base)
-        texts = engine.policy.notice.ordered_texts()
+        texts = wording(engine, decision).ordered_texts()  # a policy group's, or the policy's
         policies = (tuple(csp_headers), tuple(report_only_headers))
         return functools.partial(
             _insert, raw, content_encoding, content_type, policies, texts,

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
-from auditproxy.policy.model import Action, LogAs, Policy
+from auditproxy.policy.model import Action, GroupRule, NoticeSettings, Policy
 
 _STYLE = (
     "body{font:16px/1.5 system-ui,sans-serif;color:#1b1b1b;background:#fff;margin:0}"
@@ -223,12 +223,15 @@ def _e(text: str) -> str:
     return html.escape(text, quote=True).encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
-def render(policy: Policy, view: RecordView) -> bytes:
-    """The page, in the policy's languages that have wording (English otherwise)."""
-    langs = [lang for lang in policy.notice.languages if lang.split("-")[0] in _WORDING]
+def render(policy: Policy, view: RecordView, group: GroupRule | None = None) -> bytes:
+    """The page, in the person's notice languages that have wording (English otherwise).
+    `group`: the policy group that decides for this person (its notice wording and its
+    actions per category), None for the policy's own."""
+    notice = group.notice if group is not None and group.notice else policy.notice
+    langs = [lang for lang in notice.languages if lang.split("-")[0] in _WORDING]
     langs = langs or ["en"]
     title = " / ".join(_WORDING[lang.split("-")[0]]["title"] for lang in langs)
-    sections = "".join(_section(policy, view, lang) for lang in langs)
+    sections = "".join(_section(policy, notice, group, view, lang) for lang in langs)
     page = (
         f'<!DOCTYPE html><html lang="{_e(langs[0])}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -239,9 +242,11 @@ def render(policy: Policy, view: RecordView) -> bytes:
     return page.encode("ascii")
 
 
-def _section(policy: Policy, view: RecordView, lang: str) -> str:
+def _section(
+    policy: Policy, notice: NoticeSettings, group: GroupRule | None, view: RecordView, lang: str
+) -> str:
     w = _WORDING[lang.split("-")[0]]
-    text = policy.notice.texts.get(lang)
+    text = notice.texts.get(lang)
     policy_link = _link(
         text.policy_url if text else policy.url, text.policy_name if text else policy.name
     )
@@ -249,14 +254,14 @@ def _section(policy: Policy, view: RecordView, lang: str) -> str:
         f"<h2>{_e(w['title'])}</h2>",
         f"<p>{_e(w['intro']).format(policy=policy_link)}</p>",
         f"<h3>{_e(w['who'])}</h3>",
-        f"<p>{_who(view, policy, w)}</p>",
+        f"<p>{_who(view, w)}</p>",
         f"<p>{_e(w.get('source_' + view.source, ''))}</p>",
         f"<h3>{_e(w['recorded'])}</h3>",
         _list(w, _recorded(policy)),
         f"<h3>{_e(w['never'])}</h3>",
         _list(w, _never(policy)),
         f"<h3>{_e(w['categories'])}</h3>",
-        _categories(policy, w),
+        _categories(policy, group, w),
         _notices(policy, view, w, lang),
         f"<h3>{_e(w['retention'])}</h3>",
         f"<p>{_retention(policy, w)}</p>",
@@ -270,8 +275,10 @@ def _link(url: str, label: str) -> str:
     return f'<a href="{_e(url)}" rel="noreferrer">{_e(label)}</a>'
 
 
-def _who(view: RecordView, policy: Policy, w: Mapping[str, str]) -> str:
-    if policy.identity.log_as is LogAs.NAME or "user.hash" not in view.user:
+def _who(view: RecordView, w: Mapping[str, str]) -> str:
+    """The person as their access records name them (the policy's or their group's
+    `log_as` already decided which field that is)."""
+    if "user.hash" not in view.user:
         value = f"<code>{_e(view.user.get('user.name', ''))}</code>"
         return _e(w["name"]).format(value=value)
     value = f"<code>{_e(view.user['user.hash'])}</code>"
@@ -309,18 +316,24 @@ def _action(action: Action, policy: Policy, w: Mapping[str, str]) -> str:
     return _e(w[action.value].format(every=_every(policy, w)))
 
 
-def _categories(policy: Policy, w: Mapping[str, str]) -> str:
+def _categories(policy: Policy, group: GroupRule | None, w: Mapping[str, str]) -> str:
+    """Each category's action for this person (their group's, where it changes it)."""
     rows = []
+    overrides = group.categories if group is not None else {}
     for category in policy.categories:
-        action = category.action
-        if action is Action.MONITOR and not category.notice:
+        action = overrides.get(category.name, category.action)
+        notice = category.notice if category.action is Action.MONITOR else True
+        if group is not None and group.notice_enabled is not None:
+            notice = group.notice_enabled
+        if action is Action.MONITOR and not notice:
             action = Action.LOG  # monitored without the notice: allowed and recorded
         described = f"<br>{_e(category.description)}" if category.description else ""
         rows.append(
             f"<tr><td>{_e(category.name)}</td><td>{_action(action, policy, w)}{described}</td></tr>"
         )
     rows.append(
-        f"<tr><td>{_e(w['other'])}</td><td>{_action(policy.default_action, policy, w)}</td></tr>"
+        f"<tr><td>{_e(w['other'])}</td>"
+        f"<td>{_action(overrides.get('other', policy.default_action), policy, w)}</td></tr>"
     )
     head = f"<tr><th>{_e(w['col_category'])}</th><th>{_e(w['col_action'])}</th></tr>"
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"

@@ -13,11 +13,11 @@ import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from auditproxy.policy.files import read_regular_file
+from auditproxy.policy.groups import GroupReader
 from auditproxy.policy.hosts import normalize_domain
 from auditproxy.policy.model import (
     Action,
@@ -28,7 +28,6 @@ from auditproxy.policy.model import (
     Site,
 )
 from auditproxy.policy.nodes import line_of
-from auditproxy.policy.sections import SettingsReader
 
 # The example policy shipped with the package (a link to policy/department.yaml).
 DEFAULT_POLICY = Path(__file__).parent.parent / "data" / "department.yaml"
@@ -108,13 +107,13 @@ def _with_provenance(policy: Policy, sha256: str, source: str) -> Policy:
 
 
 _TOP_KEYS = ("name", "url", "timezone", "default_action", "categories", "notice", "clients")
-_TOP_KEYS += ("identity", "logging", "destinations", "contact")
+_TOP_KEYS += ("identity", "logging", "destinations", "auth", "groups", "balancers", "contact")
 _CATEGORY_KEYS = ("action", "description", "notice", "sites")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 _RESERVED_NAMES = ("other",)  # "other" is the metric label for everything unclassified
 
 
-class PolicyBuilder(SettingsReader):
+class PolicyBuilder(GroupReader):
     """YAML nodes -> the Policy, one method per section of the file."""
 
     # --- the policy itself
@@ -142,9 +141,12 @@ class PolicyBuilder(SettingsReader):
         logging = self.logging(top.get("logging"))
         destinations = self.destinations(top.get("destinations"))
         contact = self.contact(top.get("contact"))
+        auth = self.auth(top.get("auth"), identity)
+        groups = self.groups(top.get("groups"), categories, notice, url or "", identity)
+        balancers = self.balancers(top.get("balancers"))
 
         settings = (notice, clients, refuse, identity, logging, destinations)
-        if self.problems or None in (name, url, timezone, *settings):
+        if self.problems or None in (name, url, timezone, *settings, auth, groups, balancers):
             return None
         return Policy(
             name=name,
@@ -157,19 +159,13 @@ class PolicyBuilder(SettingsReader):
             identity=identity,
             logging=logging,
             destinations=destinations,
+            auth=auth,
+            groups=groups,
+            balancers=balancers,
+            warnings=tuple(self.warnings),
             refuse=refuse,
             contact=contact,
         )
-
-    def timezone(self, node: yaml.Node) -> ZoneInfo | None:
-        value = self.string(node, "timezone")
-        if value is None:
-            return None
-        try:
-            return ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.problem(node, f"timezone: unknown time zone {value!r} (e.g. 'America/Toronto')")
-            return None
 
     def categories(self, node: yaml.Node) -> list[Category] | None:
         items = self.mapping(node, "categories")

@@ -59,6 +59,20 @@ class LogAs(StrEnum):
     PSEUDONYM = "pseudonym"  # user.hash = HMAC-SHA256(key, name), with the key's id
 
 
+class AuthMethod(StrEnum):
+    """Proxy authentication the proxy asks for itself (the policy's `auth: methods`)."""
+
+    NEGOTIATE = "negotiate"  # Kerberos single sign-on (SPNEGO): no prompt, no password
+    BASIC = "basic"  # user name and password, readable by anyone on the LAN
+
+
+class AuthFailure(StrEnum):
+    """What a request gets when its credential fails or cannot be checked in time."""
+
+    ADDRESS = "address"  # identified by its address instead (counted, recorded)
+    REFUSE = "refuse"  # 407 again: no access without a valid credential
+
+
 class NameCase(StrEnum):
     """How user names compare: as the directory does (Active Directory ignores case)."""
 
@@ -132,6 +146,34 @@ class IdentitySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Proxy authentication by the proxy itself (none: `methods` is empty)."""
+
+    methods: tuple[AuthMethod, ...] = ()
+    on_failure: AuthFailure = AuthFailure.ADDRESS
+    realm: str | None = None  # principals of this realm are known by their bare name
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.methods)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRule:
+    """What a directory group changes for its members (the policy's `groups`, in order:
+    the first group a person is in decides). `name` is the policy's own label (records and
+    metrics); `directory_group` the group's name in the directory (compared without case)."""
+
+    name: str
+    directory_group: str
+    categories: MappingProxyType[str, Action]  # category name (or `other`) -> action
+    sites: MappingProxyType[str, Action]  # site name -> action (wins over its category)
+    notice_enabled: bool | None = None  # None: as the category says
+    notice: NoticeSettings | None = None  # None: the policy's wording and scope
+    log_as: LogAs | None = None  # None: the policy's
+
+
+@dataclass(frozen=True, slots=True)
 class DestinationSettings:
     """Where clients may make the proxy connect, beyond its built-in refusals (loopback,
     link-local and cloud metadata, unspecified, multicast, the proxy's own addresses)."""
@@ -168,9 +210,14 @@ class Policy:
     identity: IdentitySettings
     logging: LoggingSettings
     destinations: DestinationSettings = field(default_factory=DestinationSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    groups: tuple[GroupRule, ...] = ()
+    # Load balancers whose X-Forwarded-For is believed (the client's real address).
+    balancers: tuple[IPNetwork, ...] = ()
     sha256: str = ""
     source: str = ""
     sites: tuple[Site, ...] = field(default=(), compare=False)
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)  # valid, but worth a word
     refuse: ClientRefusal = ClientRefusal.CONNECT  # clients.refuse: how outsiders are turned away
     contact: Contact | None = None
 

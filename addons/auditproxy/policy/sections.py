@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from types import MappingProxyType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -68,7 +69,17 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
 class SettingsReader(PrivacyReader):
-    """Readers for the sections after `categories`."""
+    """Readers for the sections after `categories` (and the time zone)."""
+
+    def timezone(self, node: yaml.Node) -> ZoneInfo | None:
+        value = self.string(node, "timezone")
+        if value is None:
+            return None
+        try:
+            return ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.problem(node, f"timezone: unknown time zone {value!r} (e.g. 'America/Toronto')")
+            return None
 
     def notice(
         self,

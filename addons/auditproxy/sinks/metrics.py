@@ -24,6 +24,7 @@ from auditproxy import __version__
 from auditproxy.decide.admission import Reason
 from auditproxy.decide.destinations import REASONS as DESTINATION_REASONS
 from auditproxy.policy.days import Calendar
+from auditproxy.sinks.identity_metrics import IdentityMetrics
 
 # `*_created` series double every counter's cardinality and no dashboard reads them.
 disable_created_metrics()
@@ -56,6 +57,8 @@ ERROR_STAGES = (  # the add-on's stages and upkeep tasks that can fault
     "state",
     "tunnel",
     "reload",
+    "auth",
+    "directory",
     "admit",
 )
 STATE_BACKENDS = ("sqlite", "redis", "memory")
@@ -247,6 +250,7 @@ class Metrics:
             self.refusals.labels(reason.value)
         for cause in STATE_LOSSES:
             self.state_lost.labels(cause)
+        self.identity = IdentityMetrics(r)  # authentication, groups, balancers
         self.build_info.labels(__version__, mitmproxy_version).set(1)
         for outcome in ("written", "dropped"):
             self.log_records.labels(outcome)

@@ -84,6 +84,10 @@ class Recorder:
         m.requests.labels(
             match.category, match.site, decision.action_label, status_class(exchange.status)
         ).inc()
+        if decision.group is not None:
+            m.identity.group_requests.labels(
+                decision.group, match.category, decision.action_label
+            ).inc()
         if exchange.response_bytes:
             m.response_bytes.labels(match.category).inc(exchange.response_bytes)
         if exchange.duration_ns is not None:
@@ -95,6 +99,24 @@ class Recorder:
             and users.add(match.category, decision.identity.key)
         ):
             m.daily_users.labels(match.category).set(users.count(match.category))
+
+    # ------------------------------------------------------------------ who
+
+    def auth_validated(self, scheme: str, outcome: str) -> None:
+        self.metrics.identity.auth_validations.labels(scheme, outcome).inc()
+
+    def auth_challenged(self, reason: str) -> None:
+        self.metrics.identity.auth_challenges.labels(reason).inc()
+
+    def auth_fallback(self, reason: str) -> None:
+        self.metrics.identity.auth_fallbacks.labels(reason).inc()
+
+    def directory_lookup(self, reason: str, cached: bool) -> None:
+        source = "cache" if cached else "directory"
+        self.metrics.identity.directory_lookups.labels(reason, source).inc()
+
+    def forwarded(self, result: str) -> None:
+        self.metrics.identity.forwarded.labels(result).inc()
 
     def notice_skipped(self, reason: SkipReason) -> None:
         """A page due the notice that could not carry it, by reason."""

@@ -80,6 +80,12 @@ ALLOWED_FIELDS = frozenset(
         "labels.websocket_messages_server",
         "labels.log_dropped",
         "labels.log_dropped_after",
+        # Who the person is (issue #14): the policy group that decided, how proxy
+        # authentication went, and a balancer's forwarded address worth noting.
+        "user.group.name",
+        "labels.auth_scheme",
+        "labels.auth_failure",
+        "labels.forwarded",
     }
 )
 
@@ -151,6 +157,16 @@ def rule_fields(decision: Decision) -> dict[str, Any]:
         fields["labels.identity_header"] = identity.ignored_header.value
     if identity.mixed_scripts is not None:
         fields["labels.identity_scripts"] = identity.mixed_scripts  # a look-alike name
+    if decision.group is not None:
+        fields["user.group.name"] = decision.group  # the policy's name, never the directory's
+    auth = decision.auth
+    if auth is not None:
+        if auth.scheme is not None and auth.failure is None:
+            fields["labels.auth_scheme"] = auth.scheme.value
+        if auth.failure is not None:
+            fields["labels.auth_failure"] = auth.failure  # identified by address: why
+    if decision.forwarded is not None:
+        fields["labels.forwarded"] = decision.forwarded
     if decision.sni:
         fields["tls.client.server_name"] = decision.sni.lower()
     if decision.destination is not None:
