@@ -141,3 +141,40 @@ def test_a_policy_in_other_languages_reads_english():
     policy = parse_policy(text_)
     page = render(policy, view())
     assert b'<section lang="fr">' in page and b'<section lang="en">' not in page
+
+
+# --- a person in a policy group (issue #14's groups with #15's page) ----------------------
+
+GROUPED = """groups:
+  - name: comms
+    directory_group: Communications
+    categories: {social: log, other: block}
+    log_as: name
+  - name: fr-only
+    directory_group: Francophones
+    notice:
+      scope: category
+      languages: [fr]
+"""
+
+
+def test_the_page_follows_the_persons_group():
+    policy = parse_policy((POLICIES / "small.yaml").read_text() + GROUPED)
+    comms, francophones = policy.groups
+    words = text(render(policy, view(user={"user.name": "alice"}), comms))
+    social = words.split("social", 1)[1].split("work", 1)[0]
+    assert social.strip() == "Allowed and recorded."  # social: only logged for them
+    assert "Blocked; the attempt is recorded." in words.split("Every other site")[1]
+    assert "alice" in words
+    french = render(policy, view(), francophones).decode("ascii")
+    assert '<section lang="fr">' in french and '<section lang="en">' not in french
+
+
+def test_the_scopes_a_person_can_have_follow_their_group():
+    from auditproxy.notice.ownpaths import notice_scopes
+
+    policy = parse_policy((POLICIES / "small.yaml").read_text() + GROUPED)
+    comms, francophones = policy.groups
+    assert notice_scopes(policy) == ["site:facebook", "site:x"]
+    assert notice_scopes(policy, comms) == []  # social is only logged for them
+    assert notice_scopes(policy, francophones) == ["category:social"]

@@ -201,3 +201,12 @@ def test_the_example_policy_names_its_contact_retention_and_short_texts():
     assert policy.contact is not None and policy.contact.email
     assert policy.logging.retention_days
     assert policy.notice.texts["en"].summary and policy.notice.texts["fr"].summary
+
+
+def test_a_groups_notice_keeps_the_policys_interval():
+    text = edited("  languages: [en, fr]\n", "  interval: week\n  languages: [en, fr]\n")
+    text += "groups:\n  - name: fr-only\n    notice:\n      scope: all\n      languages: [fr]\n"
+    policy = parse_policy(text)
+    (group,) = policy.groups
+    assert group.notice is not None and group.notice.languages == ("fr",)
+    assert group.notice.interval is NoticeInterval.WEEK is policy.notice.interval
