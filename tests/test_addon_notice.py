@@ -12,10 +12,11 @@ import brotli
 import pytest
 from mitmproxy import http
 
+from auditproxy.notice.banner import STYLE_HASH
 from auditproxy.notice.keys import ACK_PATH, safe_return_path
 from support import zstd
 from support.harness import HTML, PAGE, harness_for
-from support.notice import DOCUMENT, NOTICE
+from support.notice import CLICK, DOCUMENT, NOTICE
 from support.paths import POLICIES
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -291,10 +292,13 @@ def test_unsafe_inline_is_never_switched_off(harness):
     assert f.response.headers["Content-Security-Policy"] == csp
 
 
-def test_report_only_is_untouched(harness):
+def test_report_only_is_handled_like_the_enforced_policy(harness):
+    """Issue #15: a violation that a Report-Only policy merely reports still tells the site
+    about the notice, so the hash goes in there too (the policy stays as strict)."""
     f = harness.page(headers={**HTML, "Content-Security-Policy-Report-Only": "style-src 'none'"})
     assert has_notice(f)
-    assert f.response.headers["Content-Security-Policy-Report-Only"] == "style-src 'none'"
+    assert f.response.headers["Content-Security-Policy-Report-Only"] == f"style-src {STYLE_HASH}"
+    assert "Content-Security-Policy" not in f.response.headers  # nothing enforced appears
 
 
 def test_unreadable_csp_means_the_unstyled_notice_not_a_weaker_policy(harness):
@@ -312,7 +316,7 @@ def test_unreadable_csp_means_the_unstyled_notice_not_a_weaker_policy(harness):
 def test_acknowledgement_records_and_returns_to_the_page(harness):
     page = harness.page("http://www.facebook.com/groups/42?tab=posts")
     link = ack_url(page)
-    f = harness.flow("http://www.facebook.com" + link, headers=DOCUMENT)
+    f = harness.flow("http://www.facebook.com" + link, headers=CLICK)
     harness.exchange(f)
     assert f.response.status_code == 303
     assert f.response.headers["Location"] == "/groups/42?tab=posts"
@@ -328,7 +332,7 @@ def test_acknowledgement_records_and_returns_to_the_page(harness):
 
 def test_acknowledgement_cannot_be_used_by_someone_else(harness):
     link = ack_url(harness.page())
-    f = harness.flow("http://www.facebook.com" + link, client="10.9.8.7", headers=DOCUMENT)
+    f = harness.flow("http://www.facebook.com" + link, client="10.9.8.7", headers=CLICK)
     harness.exchange(f)
     assert f.response.status_code == 403
     assert b"not valid" in f.response.content
@@ -350,7 +354,7 @@ def test_acknowledgement_cannot_be_used_by_someone_else(harness):
 )
 def test_acknowledgement_tampering_is_refused(harness, tamper):
     link = tamper(ack_url(harness.page()))
-    f = harness.flow("http://www.facebook.com" + link, headers=DOCUMENT)
+    f = harness.flow("http://www.facebook.com" + link, headers=CLICK)
     harness.exchange(f)
     assert f.response.status_code == 403
     assert "Location" not in f.response.headers
@@ -358,7 +362,7 @@ def test_acknowledgement_tampering_is_refused(harness, tamper):
 
 def test_acknowledgement_link_is_bound_to_its_origin(harness):
     link = ack_url(harness.page("http://www.facebook.com/"))
-    f = harness.flow("http://x.com" + link, headers=DOCUMENT)
+    f = harness.flow("http://x.com" + link, headers=CLICK)
     harness.exchange(f)
     assert f.response.status_code == 403
 
@@ -368,7 +372,7 @@ def test_yesterdays_link_just_goes_back(harness):
     harness.addon.runtime.calendar.clock = clock
     link = ack_url(harness.page("http://www.facebook.com/p"))
     clock.set(2026, 11, 23, 10)
-    f = harness.flow("http://www.facebook.com" + link, headers=DOCUMENT)
+    f = harness.flow("http://www.facebook.com" + link, headers=CLICK)
     harness.exchange(f)
     assert (f.response.status_code, f.response.headers["Location"]) == (303, "/p")
     assert harness.records("notice-acknowledged") == []
@@ -391,7 +395,7 @@ def test_safe_return_path(path, safe):
 
 
 def test_ack_path_never_reaches_the_site(harness):
-    f = harness.flow("http://www.facebook.com" + ACK_PATH + "?garbage", headers=DOCUMENT)
+    f = harness.flow("http://www.facebook.com" + ACK_PATH + "?garbage", headers=CLICK)
     harness.hooks.requestheaders(f)
     assert f.response is not None and f.response.status_code == 403
 

@@ -24,6 +24,7 @@ PROGRAMS = {
     "chattr": "e2fsprogs",
     "shellcheck": "shellcheck",
     "faketime": "faketime",
+    "npm": "npm",  # installs axe-core for the notice's accessibility test (tests/e2e/axe)
     # Kerberos single sign-on and directory groups (tests/decide, tests/e2e): a real KDC and
     # slapd, curl as a Negotiate client; gssapi is compiled from source (gcc, libkrb5-dev).
     "krb5kdc": "krb5-kdc",

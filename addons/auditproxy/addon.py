@@ -40,9 +40,11 @@ from auditproxy.addon_identity import Authenticate, IdentityOptions
 from auditproxy.decide import pages
 from auditproxy.decide.decision import BAD_HOST, Decision, Engine
 from auditproxy.flowstate import KEY, Answered, ByteCounter, ConnectionState, FlowState
+from auditproxy.notice import ownpaths
 from auditproxy.notice.budget import Budget
 from auditproxy.notice.insert import update_headers_after_injection
 from auditproxy.notice.keys import Visit
+from auditproxy.notice.ownpaths import Answer, Work
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.notice.stage import Delivery
 from auditproxy.policy.hosts import normalize_host
@@ -304,17 +306,31 @@ class Notice(Stage):
     """The daily notice: its link, its candidate pages, the banner (`notice.stage`)."""
 
     @guarded("notice")
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Pending:
+        """The proxy's own paths (acknowledgement, "what is recorded about me"), answered
+        by the proxy on the sites where the notice applies; elsewhere they are the site's."""
         state, engine = state_of(flow), self.runtime.engine
         if state is None or state.decision is None or engine is None or flow.response:
-            return
+            return None
         stage = self.runtime.notice
-        if not stage.is_acknowledgement(flow.request.path):
-            return
-        answer = stage.acknowledge(engine, state.decision, flow.request.path)
-        flow.response = http.Response.make(answer.status, answer.body, answer.headers)
+        path = flow.request.path
+        if not stage.owns(path) or not stage.applies(engine, state.decision):
+            return None
         state.answered = Answered.NOTICE_LINK
-        state.acknowledged_scope = answer.acknowledged_scope
+        answer = stage.own_path(engine, state.decision, path, state.headers, flow.request.scheme)
+        if isinstance(answer, Answer):
+            _answer(flow, state, answer)
+            return None
+        return self._answer_later(flow, state, answer)
+
+    async def _answer_later(self, flow: http.HTTPFlow, state: FlowState, work: Work) -> None:
+        """An answer whose state reads go off the event loop (the record page)."""
+        engine = self.runtime.engine
+        answer = await self.runtime.notice.offload.run(work)
+        if isinstance(answer, SkipReason):
+            assert engine is not None
+            answer = ownpaths.busy(engine.policy)
+        _answer(flow, state, answer)
 
     @guarded("notice")
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -360,6 +376,9 @@ class Notice(Stage):
                 content_type=response.headers.get("content-type"),
                 csp_headers=response.headers.get_all("content-security-policy"),
                 path=flow.request.path,
+                report_only_headers=response.headers.get_all("content-security-policy-report-only"),
+                scheme=flow.request.scheme,
+                port=flow.request.port,
             )
         except BaseException:
             stage.give_back(visit)
@@ -388,6 +407,10 @@ class Notice(Stage):
             response.headers["content-length"] = str(len(raw))
         if delivery.csp_headers is not None:
             response.headers.set_all("Content-Security-Policy", list(delivery.csp_headers))
+        if delivery.report_only_headers is not None:
+            response.headers.set_all(
+                "Content-Security-Policy-Report-Only", list(delivery.report_only_headers)
+            )
         update_headers_after_injection(response.headers)
         state.notice_shown, state.notice_styled = visit, delivery.styled
 
@@ -397,6 +420,11 @@ class Notice(Stage):
         state = state_of(flow)
         if state is not None and state.notice_shown is not None and flow.error is not None:
             self.runtime.notice.give_back(state.notice_shown)
+
+
+def _answer(flow: http.HTTPFlow, state: FlowState, answer: Answer) -> None:
+    flow.response = http.Response.make(answer.status, answer.body, answer.headers)
+    state.acknowledged_scope = answer.acknowledged_scope
 
 
 def _encoded(

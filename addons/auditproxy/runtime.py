@@ -48,7 +48,7 @@ from auditproxy.options import (
 from auditproxy.policy.days import Calendar
 from auditproxy.policy.files import DEFAULT_MAX_BYTES, read_regular_file
 from auditproxy.policy.load import DEFAULT_POLICY, parse_policy
-from auditproxy.policy.model import PolicyError
+from auditproxy.policy.model import NoticeInterval, PolicyError
 from auditproxy.policy.watch import FileWatch
 from auditproxy.sinks.accesslog import AccessLog
 from auditproxy.sinks.chain import LogChain
@@ -277,8 +277,14 @@ class Runtime:
         def timezone() -> ZoneInfo:  # the policy's, as reloaded
             return self.calendar.tz if self.calendar is not None else UTC
 
+        def interval() -> NoticeInterval:  # the notice's period, as reloaded
+            engine = self.engine
+            return engine.policy.notice.interval if engine is not None else NoticeInterval.DAY
+
         try:
-            return open_store(value, self._state_fault, timezone, self._state_lost)
+            return open_store(
+                value, self._state_fault, timezone, self._state_lost, interval=interval
+            )
         except (ValueError, RuntimeError) as e:
             raise exceptions.OptionsError(f"auditproxy_state: {e}") from None
 
@@ -505,7 +511,7 @@ class Runtime:
 
     async def _maintain_state(self) -> None:
         """Notice a store that lost its data and re-create it (off the loop); once a day,
-        forget the past days (only today's claims matter)."""
+        forget the past periods (only the current period's claims matter)."""
         if self.state is None or self.calendar is None:
             return
         state = self.state
@@ -523,12 +529,13 @@ class Runtime:
                     state.install(store, written)
                 else:
                     store.close()
-        today = self.calendar.today()
-        if self._pruned_before != today:
+        engine = self.engine
+        today = self.notice.period(engine) if engine is not None else self.calendar.today()
+        if self._pruned_before != today:  # the current notice period's first day
             removed = state.prune(today)
             self._pruned_before = today
             if removed:
-                logger.info("notice state: forgot %d records of past days", removed)
+                logger.info("notice state: forgot %d records of past periods", removed)
 
     def _maintain_metrics(self) -> None:
         self._start_metrics_server()

@@ -67,6 +67,8 @@ DOCUMENT = {
     "Sec-Fetch-Site": "none",
     "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) auditproxy-e2e",
 }
+# The person's click on the notice's "I understand" (a navigation with their activation).
+CLICK = {**DOCUMENT, "Sec-Fetch-User": "?1", "Sec-Fetch-Site": "same-origin"}
 PAGE = "<!doctype html><html><head><title>{t}</title></head><body><p>{t}</p></body></html>"
 # Pages that are due the notice but cannot carry it safely (a CSP sandbox, no-transform,
 # a frameset, a charset that is not ASCII-compatible): one per monitored site, since the
@@ -175,12 +177,15 @@ _HREF = re.compile(r'href="([^"]+)"')
 
 
 def _acknowledgement_links(page: str, policy_urls: set[str]) -> list[str]:
-    """The links in the notice that are neither the policy nor a fragment: the ack link."""
+    """The links in the notice that are neither the policy, a fragment nor the page "what
+    is recorded about me": the ack link."""
     notice = _NOTICE.search(page)
     if notice is None:
         return []
     links = [h.replace("&amp;", "&") for h in _HREF.findall(notice.group(0))]
-    return [h for h in links if h not in policy_urls and not h.startswith("#")]
+    return [
+        h for h in links if h not in policy_urls and not h.startswith("#") and "/recorded" not in h
+    ]
 
 
 def _drive_traffic(
@@ -201,7 +206,7 @@ def _drive_traffic(
     for link in _acknowledgement_links(text, policy_urls):
         url = urllib.parse.urljoin("http://www.facebook.com/", link)
         if urllib.parse.urlsplit(url).scheme == "http":
-            answer = client.get(url, DOCUMENT)
+            answer = client.get(url, CLICK)
             acknowledged = acknowledged or answer.status < 400
     # monitor, decrypted HTTPS (a tunnel the proxy opens, counted by action monitor)
     assert tls_client.get("https://www.instagram.com/", DOCUMENT).status == 200

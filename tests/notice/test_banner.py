@@ -116,7 +116,7 @@ def host(markup: bytes) -> Element:
 
 
 def copies(markup: bytes) -> tuple[Element, Element]:
-    """(the shadow root's content, the light-DOM fallback)."""
+    """(the closed shadow root's content, the light-DOM fallback)."""
     outer = host(markup)
     template, light = [c for c in outer.children if isinstance(c, Element)]
     assert template.tag == "template"
@@ -178,25 +178,72 @@ def test_controls_in_texts_become_replacement_characters() -> None:
 # --- content ------------------------------------------------------------------------------
 
 
+def rows(copy: Element) -> list[Element]:
+    return [e for e in copy.iter() if e.tag == "div" and "lang" in e.attrs]
+
+
 def test_both_languages_in_policy_order_each_with_lang(notice: Banner) -> None:
     for copy in copies(notice.html):
-        columns = [e for e in copy.iter() if e.tag == "div" and "lang" in e.attrs]
-        assert [c.attrs["lang"] for c in columns] == ["en", "fr"]
-        english_text, french_text = (c.text() for c in columns)
+        assert [r.attrs["lang"] for r in rows(copy)] == ["en", "fr"]
+        english_text, french_text = (r.text() for r in rows(copy))
         assert "views expressed are your own" in english_text
         assert "monitored" in english_text
         assert "les opinions exprim\u00e9es sont les v\u00f4tres" in french_text
         assert "surveillance" in french_text
-        assert [h.text() for h in copy.find_all("h2")] == ["Reminder", "Rappel"]
+        assert [s.text() for s in copy.find_all("strong")] == ["Reminder", "Rappel"]
+
+
+def test_one_short_line_per_language_the_full_text_one_activation_away(notice: Banner) -> None:
+    """Collapsed by default: each language's line is its reminder in one sentence (the
+    summary of a closed <details> holding the full text), its policy link and, in the
+    shadow copy only, "I understand"."""
+    shadow, _ = copies(notice.html)
+    for row, sentence in zip(
+        rows(shadow),
+        [
+            "Reminder: Your views are your own, not your employer's. This network is monitored.",
+            "Rappel\u00a0: Vos opinions n'engagent que vous, pas votre employeur. Ce r\u00e9seau "
+            "est surveill\u00e9.",
+        ],
+        strict=True,
+    ):
+        details, actions = (c for c in row.children if isinstance(c, Element))
+        assert details.tag == "details" and "open" not in details.attrs  # collapsed
+        summary = details.children[0]
+        assert isinstance(summary, Element) and summary.tag == "summary"
+        assert summary.text() == sentence
+        assert len(sentence) <= 90  # a sentence, not a paragraph
+        full = details.children[1]
+        assert isinstance(full, Element)
+        assert "monitored" in full.text() or "surveillance" in full.text()
+        assert [a.text() for a in actions.find_all("a")] in (
+            ["Read the policy", "I understand"],
+            ["Lire la politique", "Je comprends"],
+        )
+
+
+def test_equal_prominence_same_markup_for_each_language(notice: Banner) -> None:
+    """The Official Languages Act: neither language smaller, bolder or further down."""
+    for copy in copies(notice.html):
+        shapes = []
+        for row in rows(copy):
+            shapes.append([(e.tag, e.attrs.get("class"), e.attrs.get("style")) for e in row.iter()])
+        english, french = shapes
+        assert [(t, c) for t, c, _ in english] == [(t, c) for t, c, _ in french]
+        styles = {s for t, c, s in english} | {s for t, c, s in french}
+        assert all(s is None or s.startswith("all:revert") for s in styles)
+
+
+def test_without_a_summary_text_the_line_is_the_disclaimer_and_monitoring() -> None:
+    markup = render_banner([english()], ack_url=None).html
+    shadow, _ = copies(markup)
+    assert shadow.find_all("summary")[0].text() == "Reminder: Views are your own. Use is monitored."
 
 
 def test_order_follows_the_texts_given(texts: tuple[BannerText, ...]) -> None:
     french_first = render_banner(tuple(reversed(texts)), ack_url=None)
     shadow, _ = copies(french_first.html)
-    assert [e.attrs["lang"] for e in shadow.iter() if e.tag == "div" and "lang" in e.attrs] == [
-        "fr",
-        "en",
-    ]
+    assert [e.attrs["lang"] for e in rows(shadow)] == ["fr", "en"]
     assert host(french_first.html).attrs["lang"] == "fr"
 
 
@@ -207,22 +254,43 @@ def test_landmark_with_a_label_in_both_languages(notice: Banner) -> None:
     assert outer.attrs["lang"] == "en" and outer.attrs["dir"] == "ltr"
 
 
-def test_policy_links_and_acknowledgement_in_each_copy(notice: Banner) -> None:
-    for copy in copies(notice.html):
-        links = [(a.attrs["href"], a.text()) for a in copy.find_all("a")]
-        assert links == [
-            ("https://intranet.example.gc.ca/policies/electronic-networks", "Read the policy"),
-            (ACK, "I understand"),
-            (
-                "https://intranet.example.gc.ca/politiques/reseaux-electroniques",
-                "Lire la politique",
-            ),
-            (ACK, "Je comprends"),
-        ]
-        policy_link = copy.find_all("a")[0]
-        assert policy_link.attrs["rel"] == "noreferrer"  # the intranet need not see the page
-        assert "target" not in policy_link.attrs  # a sandboxed page may forbid popups
-        assert "Policy on the Use of Electronic Networks" in copy.text()
+RECORD = "/.well-known/auditproxy/recorded"
+
+
+def test_policy_record_and_acknowledgement_links(texts: tuple[BannerText, ...]) -> None:
+    shadow, light = copies(render_banner(texts, ack_url=ACK, record_url=RECORD).html)
+    links = [(a.attrs["href"], a.text()) for a in shadow.find_all("a")]
+    assert links == [
+        (RECORD, "What is recorded about me"),
+        ("https://intranet.example.gc.ca/policies/electronic-networks", "Read the policy"),
+        (ACK, "I understand"),
+        (RECORD, "Ce qui est enregistr\u00e9 \u00e0 mon sujet"),
+        ("https://intranet.example.gc.ca/politiques/reseaux-electroniques", "Lire la politique"),
+        (ACK, "Je comprends"),
+    ]
+    policy_link = shadow.find_all("a")[1]
+    assert policy_link.attrs["rel"] == "noreferrer"  # the intranet need not see the page
+    assert "target" not in policy_link.attrs  # a sandboxed page may forbid popups
+    ack = shadow.find_all("a")[2]
+    assert ack.attrs["referrerpolicy"] == "origin"  # the proxy sees where it was followed
+    assert "Policy on the Use of Electronic Networks" in shadow.text()
+    # The light-DOM copy is readable by the page's scripts: never the signed link there.
+    assert [a.attrs["href"] for a in light.find_all("a")] == [
+        RECORD,
+        "https://intranet.example.gc.ca/policies/electronic-networks",
+        RECORD,
+        "https://intranet.example.gc.ca/politiques/reseaux-electroniques",
+    ]
+
+
+def test_the_shadow_root_is_closed_and_holds_the_only_signed_link(notice: Banner) -> None:
+    for markup in variants(notice).values():
+        assert markup.count(b'<template shadowrootmode="closed">') == 1
+        assert b'shadowrootmode="open"' not in markup
+        assert b"shadowrootserializable" not in markup and b"shadowrootclonable" not in markup
+        template_end = markup.index(b"</template>")
+        assert markup.count(notice.ack_url) == 2  # one per language, both in the template
+        assert markup.rindex(notice.ack_url) < template_end
 
 
 def test_ack_url_is_attribute_escaped(notice: Banner) -> None:
@@ -290,26 +358,18 @@ def test_no_texts_is_an_error() -> None:
         render_banner([], ack_url=None)
 
 
-# --- dismissing and never blocking --------------------------------------------------------
+# --- folding and never blocking ------------------------------------------------------------
 
 
-def test_dismissable_without_script_by_an_open_details(notice: Banner) -> None:
+def test_folds_without_script_by_a_closed_details_per_language(notice: Banner) -> None:
     for markup in variants(notice).values():
         for copy in copies(markup):
-            assert copy.tag == "details" and "open" in copy.attrs
-            summary = copy.children[0]
-            assert isinstance(summary, Element) and summary.tag == "summary"
-
-
-def test_summary_label_reads_right_open_and_closed(notice: Banner) -> None:
-    shadow, light = copies(notice.html)
-    shadow_summary, light_summary = shadow.find_all("summary")[0], light.find_all("summary")[0]
-    closed_label, open_label = (e for e in shadow_summary.children if isinstance(e, Element))
-    assert closed_label.text() == "Reminder / Rappel"
-    assert "hidden" in open_label.attrs  # shown by the CSS only; unstyled it stays hidden
-    assert open_label.text() == "Hide this notice / Masquer cet avis"
-    assert light_summary.text() == "Reminder / Rappel"  # no CSS to switch it there
-    assert b"[open] .c{display:none}[open] .o{display:inline}" in notice.html
+            details = copy.find_all("details")
+            assert len(details) == 2 and not any("open" in d.attrs for d in details)
+            for d in details:
+                summary = d.children[0]
+                assert isinstance(summary, Element) and summary.tag == "summary"
+                assert not summary.find_all("a")  # nothing interactive inside the toggle
 
 
 def test_in_flow_never_an_overlay(notice: Banner) -> None:
@@ -336,11 +396,16 @@ def test_contrast_meets_wcag_aa() -> None:
         return (high + 0.05) / (low + 0.05)
 
     # AA: 4.5:1 for text, 3:1 for UI parts; the figures are the ones banner.py states.
-    background = banner_module._BACKGROUND
-    assert round(ratio(banner_module._TEXT, background), 1) == 14.9
-    assert round(ratio(banner_module._LINK, background), 1) == 7.7
-    assert round(ratio("#ffffff", banner_module._LINK), 1) == 8.6
-    assert round(ratio(banner_module._BORDER, background), 1) == 5.4
+    m = banner_module
+    assert round(ratio(m._TEXT, m._BACKGROUND), 1) == 15.6
+    assert round(ratio(m._LINK, m._BACKGROUND), 1) == 7.6
+    assert round(ratio(m._ACCENT, m._BACKGROUND), 1) == 11.0
+    assert round(ratio(m._DARK_TEXT, m._DARK_BACKGROUND), 1) == 13.6
+    assert round(ratio(m._DARK_LINK, m._DARK_BACKGROUND), 1) == 8.9
+    assert round(ratio(m._DARK_ACCENT, m._DARK_BACKGROUND), 1) == 7.0
+    for fg, bg in ((m._TEXT, m._BACKGROUND), (m._DARK_TEXT, m._DARK_BACKGROUND)):
+        assert ratio(fg, bg) >= 4.5  # AA text; the focus ring is the text colour
+    assert "prefers-color-scheme:dark" in m.STYLE and "forced-colors:active" in m.STYLE
 
 
 # --- style isolation ----------------------------------------------------------------------
@@ -351,7 +416,7 @@ def test_one_style_element_inside_the_shadow_root_and_its_hash(notice: Banner) -
     assert len(styles) == 1
     digest = base64.b64encode(hashlib.sha256(styles[0]).digest()).decode()
     assert notice.style_hash == f"'sha256-{digest}'"
-    template = re.search(rb'<template shadowrootmode="open">(.*?)</template>', notice.html, re.S)
+    template = re.search(rb'<template shadowrootmode="closed">(.*?)</template>', notice.html, re.S)
     assert template is not None and b"<style>" in template.group(1)
 
 
@@ -359,10 +424,9 @@ def test_light_copy_is_never_slotted(notice: Banner) -> None:
     assert b"<slot" not in notice.html  # unslotted: not rendered, not read, under DSD
 
 
-def test_both_copies_say_the_same(notice: Banner) -> None:
+def test_both_copies_say_the_same_but_i_understand(notice: Banner) -> None:
     shadow, light = copies(notice.html)
-    dismiss = "Hide this notice / Masquer cet avis"
-    assert shadow.text().replace(dismiss, "") == light.text()
+    assert shadow.text().replace("I understand", "").replace("Je comprends", "") == light.text()
 
 
 def test_every_light_element_is_pinned(notice: Banner) -> None:
@@ -388,10 +452,12 @@ def test_variants_for_what_a_csp_allows(notice: Banner) -> None:
     assert b"<style>" in without_attributes and b" style=" not in without_attributes
     unstyled = notice.markup(style_element=False, style_attributes=True)
     assert b"<style" not in unstyled and b" style=" not in unstyled
-    assert b'<template shadowrootmode="open"><details open>' in unstyled
+    assert b'<template shadowrootmode="closed"><div class="b">' in unstyled
     for markup in (without_attributes, unstyled):
         shadow, light = copies(markup)
-        assert shadow.text().replace("Hide this notice / Masquer cet avis", "") == light.text()
+        assert shadow.text().replace("I understand", "").replace("Je comprends", "") == (
+            light.text()
+        )
 
 
 def test_small(notice: Banner) -> None:
@@ -404,11 +470,14 @@ def test_small(notice: Banner) -> None:
 
 def test_rendering_reuses_the_template(texts: tuple[BannerText, ...]) -> None:
     banner_template.cache_clear()
-    first = render_banner(texts, ack_url="/ack?n=1")
-    second = render_banner(list(texts), ack_url="/ack?n=2")
+    first = render_banner(texts, ack_url="/ack?n=1", record_url="/r")
+    second = render_banner(list(texts), ack_url="/ack?n=2", record_url="https://x.test/r")
     assert first.template is second.template
     assert banner_template.cache_info().hits >= 1
-    assert first.html.replace(b"/ack?n=1", b"/ack?n=2") == second.html
+    assert (
+        first.html.replace(b"/ack?n=1", b"/ack?n=2").replace(b'"/r"', b'"https://x.test/r"')
+        == second.html
+    )
 
 
 def test_policy_link_is_checked_once_per_template(texts: tuple[BannerText, ...]) -> None:

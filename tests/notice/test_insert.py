@@ -35,16 +35,48 @@ def test_header_policy_through_inject() -> None:
     assert untouched.csp_headers is None and BANNER.html in untouched.body
 
 
-def test_report_only_policies_are_not_ours_to_touch() -> None:
-    """The hook passes only enforced policies; a report-only one must stay as it came."""
-    response = Headers(
-        content_security_policy="style-src 'self'",
-        content_security_policy_report_only="style-src 'none'; report-uri /r",
+def test_report_only_policies_get_the_same_care_as_enforced_ones() -> None:
+    """Issue #15: a violation that a Report-Only policy merely reports still reaches the
+    site. Its policy gains our hash where needed; what is enforced is not changed by it."""
+    result = inject(
+        b"<body>",
+        BANNER,
+        csp_headers=["style-src 'self'"],
+        report_only_headers=["style-src 'none'; report-uri /r"],
     )
-    result = inject(b"<body>", BANNER, csp_headers=response.get_all("Content-Security-Policy"))
-    assert isinstance(result, InjectResult)
+    assert isinstance(result, InjectResult) and result.styled
     assert result.csp_headers == (f"style-src 'self' {HASH}",)
-    assert response["Content-Security-Policy-Report-Only"] == "style-src 'none'; report-uri /r"
+    assert result.report_only_headers == (f"style-src {HASH}; report-uri /r",)
+    assert BANNER.markup(style_attributes=False) in result.body  # no style="" to report
+
+
+@pytest.mark.parametrize(
+    ("report_only", "variant", "changed"),
+    [
+        # 'unsafe-inline' without a nonce or hash: a hash would switch it off. Unchanged.
+        ("style-src 'unsafe-inline'; report-uri /r", "styled", None),
+        ("default-src 'self'; report-to csp", "without_style_attributes", True),
+        ("style-src-attr 'none'", "without_style_attributes", None),
+        # Not editable for certain (not ASCII): the unstyled notice, nothing to report.
+        ("style-src 'self' https://caf\u00e9.example", "unstyled", None),
+    ],
+)
+def test_report_only_shapes(report_only: str, variant: str, changed: bool | None) -> None:
+    result = inject(b"<body>", BANNER, report_only_headers=[report_only])
+    assert isinstance(result, InjectResult)
+    expected = {
+        "styled": BANNER.html,
+        "without_style_attributes": BANNER.markup(style_attributes=False),
+        "unstyled": BANNER.markup(style_element=False),
+    }[variant]
+    assert expected in result.body
+    assert result.csp_headers is None  # nothing enforced appears
+    if changed:
+        assert result.report_only_headers is not None
+        assert HASH in result.report_only_headers[0]
+        assert result.report_only_headers[0].startswith(report_only)
+    else:
+        assert result.report_only_headers is None
 
 
 def test_meta_policy_in_the_head_is_rewritten() -> None:

@@ -11,6 +11,9 @@ DOCUMENT = {
     "Sec-Fetch-Dest": "document",
     "Sec-Fetch-Mode": "navigate",
 }
+# The headers of a person's own click on a link of a page of the same site (what the proxy
+# asks of the acknowledgement link): a navigation with the person's activation.
+CLICK = {**DOCUMENT, "Sec-Fetch-User": "?1", "Sec-Fetch-Site": "same-origin"}
 # The notice in a page's bytes (the interface contract's element id).
 NOTICE = b'id="auditproxy-notice"'
 

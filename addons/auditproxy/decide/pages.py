@@ -36,6 +36,11 @@ _WORDING = {
             "This acknowledgement link was made for someone else, or it was changed. "
             "Nothing was recorded. The notice explains the {policy}."
         ),
+        "own_title": "Open this link from the notice",
+        "own_body": (
+            "The proxy answers this link only when you open it yourself from the notice, "
+            "in a current browser. Nothing was recorded. The notice explains the {policy}."
+        ),
         "auth_title": "Your computer could not show who you are",
         "auth_body": (
             "This proxy identifies staff by the sign-on of their work computer (Kerberos), "
@@ -72,6 +77,12 @@ _WORDING = {
             "Ce lien de confirmation a \u00e9t\u00e9 cr\u00e9\u00e9 pour une autre personne, "
             "ou il a \u00e9t\u00e9 modifi\u00e9. Rien n'a \u00e9t\u00e9 enregistr\u00e9. "
             "L'avis explique la {policy}."
+        ),
+        "own_title": "Ouvrez ce lien depuis l'avis",
+        "own_body": (
+            "Le serveur mandataire ne r\u00e9pond \u00e0 ce lien que si vous l'ouvrez "
+            "vous-m\u00eame depuis l'avis, dans un navigateur \u00e0 jour. Rien n'a "
+            "\u00e9t\u00e9 enregistr\u00e9. L'avis explique la {policy}."
         ),
         "auth_title": "Votre ordinateur n'a pas pu indiquer qui vous \u00eates",
         "auth_body": (
@@ -150,6 +161,11 @@ def bad_request_page(policy: Policy) -> bytes:
 
 def invalid_link_page(policy: Policy) -> bytes:
     return _page(policy, "invalid", "")
+
+
+def notice_link_page(policy: Policy) -> bytes:
+    """The notice's own links, asked for other than by the person's navigation."""
+    return _page(policy, "own", "")
 
 
 def auth_required_page(policy: Policy) -> bytes:

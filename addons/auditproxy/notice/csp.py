@@ -1,7 +1,9 @@
 """Content-Security-Policy: allow the notice's one style element, never weaken anything.
 
 See `allow_banner_styles`: a hash is added only to the directive that governs `<style>`
-elements, and only where that cannot switch off the page's own `'unsafe-inline'`.
+elements, and only where that cannot switch off the page's own `'unsafe-inline'`. The same
+applies to `Content-Security-Policy-Report-Only`: a violation there is not enforced but
+reported to the site, which would learn about the notice.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def allow_banner_styles(csp_headers: Sequence[str], style_hash: str) -> CspResul
     break the page. Otherwise our hash is added to it ('none' is replaced); if it is
     default-src, a new style-src-elem copying default-src's sources plus our hash is added,
     which leaves every other kind of resource as it was. Nothing is ever removed or
-    loosened beyond allowing this one stylesheet. Report-Only headers are not passed here.
+    loosened beyond allowing this one stylesheet. Report-Only headers go through here too,
+    on their own (they never change what is enforced).
 
     `sandbox` does not affect styles and the notice needs nothing it restricts (no script,
     no form, no popup); trusted types concern script sinks only: both are left alone.

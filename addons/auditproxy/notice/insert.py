@@ -3,7 +3,8 @@
 `inject(body, banner, ...)` on the decoded body (`response.content`, never `.text`, which
 mitmproxy would re-encode as UTF-8) gives an `InjectResult` or a `SkipReason`. After a
 successful injection the hook sets `result.body`, replaces the Content-Security-Policy
-headers with `result.csp_headers` when that is not None, and calls
+headers with `result.csp_headers` and the Content-Security-Policy-Report-Only headers with
+`result.report_only_headers` when those are not None, and calls
 `update_headers_after_injection(headers)` (drops ETag and digests, sets
 `Cache-Control: no-store`; mitmproxy recomputes Content-Length when content is set).
 
@@ -47,6 +48,7 @@ class InjectResult:
     styled: bool  # False: the unstyled variant went in (a CSP blocks our <style>)
     offset: int  # where the notice starts, in the original body
     edits: tuple[Edit, ...]  # every change, in offsets of the original body, in order
+    report_only_headers: tuple[str, ...] | None = None  # new Report-Only values; None: same
 
 
 def inject(
@@ -58,18 +60,23 @@ def inject(
     unstyled_ok: bool = True,
     max_bytes: int | None = None,
     budget: Budget | None = None,
+    report_only_headers: Sequence[str] = (),
 ) -> InjectResult | SkipReason:
     """Insert `banner` at the top of the page's body. Never raises, but
     `DeadlineExceeded` when `budget` runs out.
 
     `content_type` is the response's Content-Type header (for its charset), `csp_headers`
-    the enforced Content-Security-Policy header values. When a policy cannot allow our
-    styles, the unstyled notice goes in if `unstyled_ok`, else the result is
-    `SkipReason.CSP`. Every byte of the page is kept: only the notice is inserted and
-    head meta policies may gain our style hash (see `InjectResult.edits`).
+    the enforced Content-Security-Policy header values, `report_only_headers` the
+    Content-Security-Policy-Report-Only ones. A report-only policy is handled exactly like
+    an enforced one: a violation it merely reports would still tell the site about the
+    notice. When a policy cannot allow our styles, the unstyled notice goes in if
+    `unstyled_ok`, else the result is `SkipReason.CSP`. Every byte of the page is kept:
+    only the notice is inserted and head meta policies may gain our style hash (see
+    `InjectResult.edits`).
     """
+    policies = (tuple(csp_headers), tuple(report_only_headers))
     try:
-        return _inject(body, banner, content_type, csp_headers, unstyled_ok, max_bytes, budget)
+        return _inject(body, banner, content_type, policies, unstyled_ok, max_bytes, budget)
     except DeadlineExceeded:
         raise
     except Exception:  # fail open: the page goes out as it came; the metric shows the bug
@@ -80,7 +87,7 @@ def _inject(
     body: bytes,
     banner: Banner,
     content_type: str | None,
-    csp_headers: Sequence[str],
+    headers: tuple[tuple[str, ...], tuple[str, ...]],
     unstyled_ok: bool,
     max_bytes: int | None,
     budget: Budget | None,
@@ -94,20 +101,21 @@ def _inject(
         return head
     if head.refresh:
         return SkipReason.REFRESH
-    if sum(len(value) for value in csp_headers) > MAX_POLICY_TEXT:
-        header_csp = CspResult(tuple(csp_headers), False, False, False)
-    else:
-        header_csp = allow_banner_styles(csp_headers, banner.style_hash)
+    header_csp, report_only = (_header_policies(h, banner.style_hash) for h in headers)
     policies = head.policies
     if sum(len(meta.policy or "") for meta in policies) > MAX_POLICY_TEXT:
         policies = [MetaPolicy(meta.start, meta.end, None) for meta in policies]
     meta_edits, meta_styles, meta_attributes = _allow_in_meta_policies(
         body, policies, banner.style_hash
     )
-    styled = header_csp.styles_allowed and meta_styles
+    styled = header_csp.styles_allowed and report_only.styles_allowed and meta_styles
     if not styled and not unstyled_ok:
         return SkipReason.CSP
-    attributes = header_csp.style_attributes_allowed and meta_attributes
+    attributes = (
+        header_csp.style_attributes_allowed
+        and report_only.style_attributes_allowed
+        and meta_attributes
+    )
     notice = banner.markup(style_element=styled, style_attributes=attributes)
     edits = (*(meta_edits if styled else ()), Edit(head.offset, b"", notice))
     return InjectResult(
@@ -116,7 +124,15 @@ def _inject(
         styled=styled,
         offset=head.offset,
         edits=edits,
+        report_only_headers=report_only.headers if styled and report_only.changed else None,
     )
+
+
+def _header_policies(values: tuple[str, ...], style_hash: str) -> CspResult:
+    """What header policies allow; more text than we read counts as forbidding styles."""
+    if sum(len(value) for value in values) > MAX_POLICY_TEXT:
+        return CspResult(values, False, False, False)
+    return allow_banner_styles(values, style_hash)
 
 
 def _allow_in_meta_policies(

@@ -1,8 +1,11 @@
-"""Whose notice, for which scope and day, and the signed link that acknowledges it. Pure.
+"""Whose notice, for which scope and period, and the signed link that acknowledges it. Pure.
 
 Keyed hashes are derived from the proxy's secret (the pseudonym key file) with a purpose
 label, so a state file or a token says nothing about a pseudonym, and tokens work across
 restarts and across instances that share the key.
+
+A period is named by its first day (`policy.days.period_start`): a day, a week or a month,
+as the policy's `notice.interval` says. The state's keys and the link's `d` are that day.
 """
 
 from __future__ import annotations
@@ -12,21 +15,34 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import urlsplit
 
 from auditproxy.decide.decision import Decision
+from auditproxy.policy.hosts import normalize_host
 from auditproxy.policy.model import NoticeScope
 
-ACK_PATH = "/.well-known/auditproxy/acknowledge"
+OWN_PREFIX = "/.well-known/auditproxy/"  # the proxy's own paths, on monitored sites only
+ACK_PATH = OWN_PREFIX + "acknowledge"
+RECORD_PATH = OWN_PREFIX + "recorded"  # "what is recorded about me"
 _USERS_CACHED = 65536  # identities whose state key is kept; bounded against floods
+_ACKNOWLEDGED = "acknowledged|"  # the state's scope for an acknowledgement
 
 
 @dataclass(frozen=True, slots=True)
 class Visit:
-    """One person's claim on one scope's notice for one day."""
+    """One person's claim on one scope's notice for one period."""
 
-    day: date
+    day: date  # the period's first day
     user: str  # keyed hash of the identity: the state never holds a name
     scope: str  # "site:facebook", "category:social" or "all"
+    # A certain top-level page (fetch metadata says so): only such a page claims the period.
+    # Without fetch metadata (plain HTTP) a frame looks like a page: it may show the
+    # notice, but never uses it up.
+    certain: bool = True
+
+    def acknowledgement(self) -> Visit:
+        """The state's key for this person's acknowledgement: one per scope and period."""
+        return Visit(self.day, self.user, _ACKNOWLEDGED + self.scope)
 
 
 class NoticeKeys:
@@ -51,6 +67,32 @@ def scope_of(decision: Decision, scope: NoticeScope) -> str:
     if scope is NoticeScope.CATEGORY:
         return f"category:{decision.match.category}"
     return "all"
+
+
+def acknowledgement_scope(scope: str) -> str:
+    return _ACKNOWLEDGED + scope
+
+
+def safe_return_target(target: str, host: str) -> str | None:
+    """Where an acknowledgement returns: a path on the same origin, or the same host over
+    plain HTTP (a link on an http:// page is followed over https, where the browser sends
+    fetch metadata). Never another host, `//host`, a scheme other than http, or controls."""
+    if target.startswith("/"):
+        return safe_return_path(target)
+    if not target.startswith("http://") or not target.isascii():
+        return None
+    if any(c in target for c in "\r\n\t\\@"):
+        return None
+    try:
+        parts = urlsplit(target)
+        same = parts.hostname is not None and normalize_host(parts.hostname) == host
+        parts.port  # noqa: B018 - raises on a port that is no number
+    except ValueError:
+        return None
+    path = target[len("http://") + len(parts.netloc) :]
+    if not same or parts.username is not None or safe_return_path(path or "/") is None:
+        return None
+    return target
 
 
 def safe_return_path(path: str) -> str | None:

@@ -8,6 +8,7 @@ then memory answers until the store works again.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
@@ -18,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 from auditproxy.notice import store_redis
 from auditproxy.notice.store import MemoryState, NoticeState, SQLiteState, TodayClaims
+from auditproxy.policy.days import period_end
+from auditproxy.policy.model import NoticeInterval
 
 logger = logging.getLogger(__name__)
 
@@ -270,31 +273,28 @@ def open_store(
     on_fault: Callable[[str, Exception], None],
     timezone: Callable[[], ZoneInfo],
     on_lost: Callable[[str], None] | None = None,
+    *,
+    interval: Callable[[], NoticeInterval] = lambda: NoticeInterval.DAY,
 ) -> Resilient:
     """The configured store behind its memory fallback.
 
     `redis://` or `rediss://` names a Redis server that several instances share (the
     `redis` extra); anything else is the embedded SQLite file. A bad URL or a missing
     client raises (ValueError, RuntimeError: an operator's mistake stops the start); an
-    unreachable server does not. `timezone` gives the policy's, as reloaded: Redis keys
-    expire at the end of their day there.
+    unreachable server does not. Redis keys expire at their period's end (as reloaded).
     """
     if not store_redis.is_state_url(value):
-        return Resilient(
-            lambda: SQLiteState(value),
-            on_fault,
-            name="sqlite",
-            set_aside=lambda whole: SQLiteState.set_aside(value, whole),
-            on_lost=on_lost,
-        )
+        set_aside = functools.partial(SQLiteState.set_aside, value)
+        opener = functools.partial(SQLiteState, value)
+        return Resilient(opener, on_fault, name="sqlite", set_aside=set_aside, on_lost=on_lost)
     settings = store_redis.parse_state_url(value)
     store_redis.require_client()
     sentinel = store_redis.sentinel_key(uuid.uuid4().hex)  # this process's, for `lost()`
 
-    def opener() -> NoticeState:
+    def redis() -> NoticeState:
         return store_redis.RedisState(
-            settings, lambda day: store_redis.end_of_day(day, timezone()), sentinel=sentinel
+            settings, lambda day: period_end(day, interval(), timezone()), sentinel=sentinel
         )
 
     logger.info("notice state shared on %s", settings.describe())
-    return Resilient(opener, on_fault, settings.retry_after, name="redis", on_lost=on_lost)
+    return Resilient(redis, on_fault, settings.retry_after, name="redis", on_lost=on_lost)

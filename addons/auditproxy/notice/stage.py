@@ -2,16 +2,22 @@
 read the flow, call these, and apply what they return.
 
     responseheaders  `candidate`: is this a top-level page on a monitored site, for a
-                     person who has not had today's notice for this scope? Decided here
-                     because whether a body is streamed is decided here.
-    response         `claim` the day (atomic), then `work`: decode, scan, put the banner
+                     person who has not had this period's notice for this scope? Decided
+                     here because whether a body is streamed is decided here.
+    response         `claim` the period (atomic), then `work`: decode, scan, put the banner
                      in, a pure callable that the hook runs off the event loop with a
                      deadline (`offload`, `notice.worker`); if the page cannot carry it
                      (or the deadline passes), give the claim back and say why, so the
                      next page tries again. `deliver` does both in the caller's thread.
     error            `give_back`: the page failed after the notice went in.
-    requestheaders   `acknowledge`: the signed link (`ACK_PATH` on the page's own origin),
-                     checked against the person asking, answered by the proxy itself.
+    requestheaders   `own_path`: the proxy's own paths on the page's origin (`ownpaths`):
+                     the signed acknowledgement link and the page "what is recorded about
+                     me", answered by the proxy itself, only where the notice applies.
+
+Only a certain top-level page (fetch metadata: `Sec-Fetch-Dest: document`) claims the
+period. A page without fetch metadata (plain HTTP, where a frame looks like a page) may
+show the notice but never uses it up: the person's own certain page or "I understand" does.
+The period is the policy's `notice.interval` (a day, a week, a month) by the calendar.
 
 What counts as skipped: a person's top-level GET page with status 200, due the notice,
 that could not carry it (not HTML, CSP, charset, too large, ...). Requests that are not
@@ -21,23 +27,22 @@ pages at all (images, XHR, frames, redirects, HEAD) are not candidates and not c
 from __future__ import annotations
 
 import functools
-import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import parse_qs, quote, urlsplit
 
-from auditproxy.decide import pages
 from auditproxy.decide.decision import Decision, Engine
-from auditproxy.notice import decode, eligibility, insert
+from auditproxy.notice import decode, eligibility, insert, ownpaths
 from auditproxy.notice.banner import render_banner
 from auditproxy.notice.budget import Budget, DeadlineExceeded
-from auditproxy.notice.keys import ACK_PATH, NoticeKeys, Visit, safe_return_path, scope_of
+from auditproxy.notice.keys import ACK_PATH, RECORD_PATH, NoticeKeys, Visit, scope_of
+from auditproxy.notice.navigation import Headers
+from auditproxy.notice.ownpaths import Answer, Work
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.notice.store import NoticeState
 from auditproxy.notice.worker import Offload
-from auditproxy.policy.days import Calendar
+from auditproxy.policy.days import Calendar, period_start
 from auditproxy.policy.model import Action, BannerText, NoticeSettings, Policy
 
 logger = logging.getLogger("auditproxy")
@@ -66,25 +71,19 @@ class Delivery:
     body: bytes
     csp_headers: tuple[str, ...] | None  # new Content-Security-Policy values; None: unchanged
     styled: bool
+    report_only_headers: tuple[str, ...] | None = None  # new Report-Only values; None: same
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A response the proxy gives itself, instead of the origin's."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    acknowledged_scope: str | None = None  # a notice-acknowledged record stands for it
+__all__ = ["Answer", "Delivery", "NoticeStage"]
 
 
 def _insert(
     raw: bytes | None,
     content_encoding: str | None,
     content_type: str | None,
-    csp_headers: Sequence[str],
+    policies: tuple[tuple[str, ...], tuple[str, ...]],  # enforced, report-only
     texts: Sequence[BannerText],
-    ack_url: str,
+    links: tuple[str, str],  # the acknowledgement and record URLs
     max_bytes: int,
     budget: Budget,
 ) -> Delivery | SkipReason:
@@ -93,19 +92,20 @@ def _insert(
     content = decode.decode_body(raw, content_encoding, max_bytes, budget)
     if isinstance(content, SkipReason):
         return content
-    banner = render_banner(texts, ack_url=ack_url)
+    banner = render_banner(texts, ack_url=links[0], record_url=links[1])
     result = insert.inject(
         content,
         banner,
         content_type=content_type,
-        csp_headers=csp_headers,
+        csp_headers=policies[0],
         unstyled_ok=True,
         max_bytes=max_bytes,
         budget=budget,
+        report_only_headers=policies[1],
     )
     if isinstance(result, SkipReason):
         return result
-    return Delivery(result.body, result.csp_headers, result.styled)
+    return Delivery(result.body, result.csp_headers, result.styled, result.report_only_headers)
 
 
 class NoticeStage:
@@ -125,18 +125,38 @@ class NoticeStage:
         for notice in (policy.notice, *(g.notice for g in policy.groups if g.notice)):
             texts = notice.ordered_texts()
             if texts:
-                render_banner(texts, ack_url=ACK_PATH)
+                render_banner(texts, ack_url=ACK_PATH, record_url=RECORD_PATH)
 
     def configure(self, engine: Engine, calendar: Calendar) -> None:
         self.keys = NoticeKeys(engine.secret)
         self.calendar = calendar
 
-    def visit(self, engine: Engine, decision: Decision) -> Visit:
+    def visit(self, engine: Engine, decision: Decision, *, certain: bool = True) -> Visit:
+        """This person's visit in the current period (its first day names it)."""
         assert self.keys is not None and self.calendar is not None
+        notice = engine.policy.notice
         return Visit(
-            self.calendar.today(),
+            period_start(self.calendar.today(), notice.interval),
             self.keys.user(decision.identity.key),
             scope_of(decision, wording(engine, decision).scope),
+            certain,
+        )
+
+    def period(self, engine: Engine) -> date:
+        """The current period's first day (what the state's keys of today start from)."""
+        assert self.calendar is not None
+        return period_start(self.calendar.today(), engine.policy.notice.interval)
+
+    @staticmethod
+    def applies(engine: Engine, decision: Decision) -> bool:
+        """Whether the notice applies to this request's site and person at all: a client the
+        policy allows, a `monitor` site whose category keeps the notice on, texts to show.
+        The proxy's own paths exist only there."""
+        return (
+            decision.allowed_client
+            and decision.match.notice
+            and decision.action is Action.MONITOR
+            and bool(wording(engine, decision).languages)
         )
 
     def candidate(
@@ -153,15 +173,15 @@ class NoticeStage:
     ) -> Visit | SkipReason | None:
         """The Visit this response may carry, why a page due the notice cannot (to be
         counted), or None: not a page, not due, or already seen today."""
-        if not (decision.allowed_client and decision.match.notice):
-            return None
-        if decision.action is not Action.MONITOR or not wording(engine, decision).languages:
+        if not self.applies(engine, decision):
             return None
         if fetch_dest is not None and fetch_dest.strip().lower() != b"document":
             return None  # an image, a script, a frame, fetch(): not a page (most requests)
         if method != "GET" or status != 200:
             return None  # not a page (eligibility would say so too, at more cost)
-        visit = self.visit(engine, decision)
+        # Without fetch metadata (plain HTTP) a frame looks like a page: it may show the
+        # notice, never use it up.
+        visit = self.visit(engine, decision, certain=fetch_dest is not None)
         if self.state.seen(visit.day, visit.user, visit.scope):
             return None  # the common case: already seen today
         reason = eligibility.eligibility(
@@ -174,7 +194,10 @@ class NoticeStage:
         return reason if reason is not None else visit
 
     def claim(self, visit: Visit) -> bool:
-        """Claim the day for this page (atomic): False when another page won the race."""
+        """Claim the period for this page (atomic): False when another page won the race.
+        A page that is not certainly top-level claims nothing (and always may go on)."""
+        if not visit.certain:
+            return True
         return self.state.claim(visit.day, visit.user, visit.scope)
 
     def work(
@@ -188,19 +211,20 @@ class NoticeStage:
         content_type: str | None,
         csp_headers: Sequence[str],
         path: str,
+        report_only_headers: Sequence[str] = (),
+        scheme: str = "https",
+        port: int | None = None,
     ) -> Callable[[Budget], Delivery | SkipReason]:
         """The page's work (decode, scan, insert), pure and bounded, as one callable for a
         worker thread: it raises `DeadlineExceeded` when its budget runs out."""
         assert self.keys is not None
-        token = self.keys.token(visit, decision.host, path)
-        ack_url = (
-            f"{ACK_PATH}?r={quote(path, safe='')}&d={visit.day.toordinal()}"
-            f"&s={quote(visit.scope, safe='')}&t={token}"
-        )
+        back, base = ownpaths.links(visit, decision.host, path, scheme, port)
+        ack_url = ownpaths.ack_link(self.keys, visit, decision.host, back, base)
         texts = wording(engine, decision).ordered_texts()  # a policy group's, or the policy's
+        policies = (tuple(csp_headers), tuple(report_only_headers))
         return functools.partial(
-            _insert, raw, content_encoding, content_type, tuple(csp_headers), texts, ack_url,
-            self.max_bytes,
+            _insert, raw, content_encoding, content_type, policies, texts,
+            (ack_url, base + RECORD_PATH), self.max_bytes,
         )  # fmt: skip
 
     def deliver(
@@ -243,41 +267,28 @@ class NoticeStage:
 
     def give_back(self, visit: Visit) -> None:
         """The notice did not reach the person after all: let the next page show it."""
-        self.state.release(visit.day, visit.user, visit.scope)
+        if visit.certain:
+            self.state.release(visit.day, visit.user, visit.scope)
 
     @staticmethod
-    def is_acknowledgement(path: str) -> bool:
-        return path.startswith(ACK_PATH)
+    def owns(path: str) -> bool:
+        """Whether the path is one of the proxy's own (a cheap test, for every request)."""
+        return ownpaths.own_path(path) is not None
 
-    def acknowledge(self, engine: Engine, decision: Decision, path: str) -> Answer:
-        """The answer to the acknowledgement link; it never reaches the site.
-
-        `acknowledged_scope` is set when the acknowledgement counts (a valid link for this
-        person, today); a refused or stale link gets an ordinary access record instead.
-        """
+    def own_path(
+        self, engine: Engine, decision: Decision, path: str, headers: Headers, scheme: str
+    ) -> Answer | Work:
+        """The answer to one of the proxy's own paths on a site where the notice applies;
+        it never reaches the site. A `Work` is the answer made off the event loop."""
         assert self.keys is not None
-        query = parse_qs(urlsplit(path).query)
-
-        def one(name: str) -> str:
-            values = query.get(name, [])
-            return values[0] if len(values) == 1 else ""
-
-        back = safe_return_path(one("r"))
-        visit = self.visit(engine, decision)
-        claimed = Visit(visit.day, visit.user, one("s"))
-        try:
-            claimed = Visit(date.fromordinal(int(one("d"))), visit.user, claimed.scope)
-        except (ValueError, OverflowError):
-            back = None
-        expected = self.keys.token(claimed, decision.host, back or "")
-        if back is None or not hmac.compare_digest(expected, one("t")):
-            logger.warning(
-                "refused an acknowledgement link that is not valid for this person "
-                "(forged, altered, or another person's) on %s",
-                decision.host,
+        current = self.visit(engine, decision)
+        which = ownpaths.own_path(path)
+        if which == ACK_PATH:
+            return ownpaths.acknowledge(
+                self.keys, self.state, engine.policy, decision, current, path, headers
             )
-            return Answer(403, dict(pages.PAGE_HEADERS), pages.invalid_link_page(engine.policy))
-        headers = {"Location": back, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-        if claimed.day != visit.day:  # yesterday's link just goes back to the page
-            return Answer(303, headers)
-        return Answer(303, headers, acknowledged_scope=claimed.scope)
+        if which == RECORD_PATH:
+            return ownpaths.record_page(
+                self.state, engine.policy, decision, current, headers, scheme
+            )
+        return ownpaths.not_found(engine.policy)

@@ -1,7 +1,9 @@
-"""The department's calendar day. Pure.
+"""The department's calendar day, and the notice's period. Pure.
 
 "Today" is the calendar day in the policy's timezone, not UTC and not the server's: the
 notice and the daily-user gauges roll over at local midnight, daylight saving included.
+The notice comes back once per period (`notice.interval`): a calendar day, a calendar week
+(Monday to Sunday, ISO 8601) or a calendar month, named by its first day.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from auditproxy.policy.model import NoticeInterval
 
 
 class Calendar:
@@ -36,3 +40,28 @@ class Calendar:
         # fold=0 picks the first midnight if a transition repeats it; zoneinfo resolves a
         # midnight that a transition skips to the instant just after the gap.
         return datetime(day.year, day.month, day.day, tzinfo=self.tz).timestamp()
+
+
+def period_start(day: date, interval: NoticeInterval) -> date:
+    """The first day of the period that holds `day`: the notice state's and link's key."""
+    if interval is NoticeInterval.WEEK:
+        return day - timedelta(days=day.weekday())
+    if interval is NoticeInterval.MONTH:
+        return day.replace(day=1)
+    return day
+
+
+def next_period(start: date, interval: NoticeInterval) -> date:
+    """The first day of the period after the one that starts on (or holds) `start`."""
+    start = period_start(start, interval)
+    if interval is NoticeInterval.WEEK:
+        return start + timedelta(days=7)
+    if interval is NoticeInterval.MONTH:
+        return (start + timedelta(days=32)).replace(day=1)
+    return start + timedelta(days=1)
+
+
+def period_end(start: date, interval: NoticeInterval, tz: ZoneInfo) -> float:
+    """The instant the period holding `start` ends in `tz` (local midnight), Unix time."""
+    following = next_period(start, interval)
+    return datetime(following.year, following.month, following.day, tzinfo=tz).timestamp()

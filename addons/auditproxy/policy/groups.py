@@ -212,6 +212,7 @@ class GroupReader(PeopleReader):
         if len(self.problems) > before:
             return None
         used = {lang: merged_texts[lang] for lang in merged_languages}
+        # The interval is the policy's: the notice state's periods are one calendar.
         return enabled, NoticeSettings(
-            scope or base.scope, merged_languages, MappingProxyType(used)
+            scope or base.scope, merged_languages, MappingProxyType(used), base.interval
         )

@@ -106,21 +106,8 @@ def _with_provenance(policy: Policy, sha256: str, source: str) -> Policy:
 # The builder: YAML nodes -> dataclasses, section by section
 
 
-_TOP_KEYS = (
-    "name",
-    "url",
-    "timezone",
-    "default_action",
-    "categories",
-    "notice",
-    "clients",
-    "identity",
-    "logging",
-    "destinations",
-    "auth",
-    "groups",
-    "balancers",
-)
+_TOP_KEYS = ("name", "url", "timezone", "default_action", "categories", "notice", "clients")
+_TOP_KEYS += ("identity", "logging", "destinations", "auth", "groups", "balancers", "contact")
 _CATEGORY_KEYS = ("action", "description", "notice", "sites")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 _RESERVED_NAMES = ("other",)  # "other" is the metric label for everything unclassified
@@ -153,6 +140,7 @@ class PolicyBuilder(GroupReader):
         identity = self.identity(top.get("identity"))
         logging = self.logging(top.get("logging"))
         destinations = self.destinations(top.get("destinations"))
+        contact = self.contact(top.get("contact"))
         auth = self.auth(top.get("auth"), identity)
         groups = self.groups(top.get("groups"), categories, notice, url or "", identity)
         balancers = self.balancers(top.get("balancers"))
@@ -176,6 +164,7 @@ class PolicyBuilder(GroupReader):
             balancers=balancers,
             warnings=tuple(self.warnings),
             refuse=refuse,
+            contact=contact,
         )
 
     def categories(self, node: yaml.Node) -> list[Category] | None:

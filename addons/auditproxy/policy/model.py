@@ -35,6 +35,14 @@ class NoticeScope(StrEnum):
     ALL = "all"  # once a day for all monitored sites together
 
 
+class NoticeInterval(StrEnum):
+    """How often the notice comes back, by the calendar in the policy's timezone."""
+
+    DAY = "day"  # every calendar day (default)
+    WEEK = "week"  # every calendar week, Monday to Sunday (ISO 8601)
+    MONTH = "month"  # every calendar month
+
+
 class IdentitySource(StrEnum):
     PROXY_AUTH = "proxy_auth"  # mitmproxy's proxy authentication (user name only)
     HEADER = "header"  # a header set by a trusted front proxy
@@ -106,7 +114,15 @@ class BannerText:
     policy_url: str
     link_text: str
     acknowledge: str
-    dismiss: str
+    dismiss: str  # no longer shown (the notice is collapsed); kept so old policies load
+    # The reminder in one sentence, the notice's collapsed line ("" -> disclaimer and
+    # monitoring), and the link to the page "what is recorded about me".
+    summary: str = ""
+    record_link: str = "What is recorded about me"
+
+    @property
+    def sentence(self) -> str:
+        return self.summary or f"{self.disclaimer} {self.monitoring}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +130,7 @@ class NoticeSettings:
     scope: NoticeScope
     languages: tuple[str, ...]
     texts: MappingProxyType[str, BannerText]
+    interval: NoticeInterval = NoticeInterval.DAY
 
     def ordered_texts(self) -> tuple[BannerText, ...]:
         return tuple(self.texts[lang] for lang in self.languages)
@@ -169,6 +186,16 @@ class DestinationSettings:
 class LoggingSettings:
     source_ip: bool  # log source.ip
     url_path: bool  # log url.path (never the query string)
+    retention_days: int | None = None  # how long the department keeps the access log
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """Whom staff ask about what is recorded (shown on the page "what is recorded")."""
+
+    name: str
+    email: str | None = None
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +219,7 @@ class Policy:
     sites: tuple[Site, ...] = field(default=(), compare=False)
     warnings: tuple[Problem, ...] = field(default=(), compare=False)  # valid, but worth a word
     refuse: ClientRefusal = ClientRefusal.CONNECT  # clients.refuse: how outsiders are turned away
+    contact: Contact | None = None
 
 
 @dataclass(frozen=True, slots=True)

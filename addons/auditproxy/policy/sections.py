@@ -23,33 +23,52 @@ from auditproxy.policy.model import (
     LogAs,
     LoggingSettings,
     NameCase,
+    NoticeInterval,
     NoticeScope,
     NoticeSettings,
 )
-from auditproxy.policy.nodes import NodeReader
+from auditproxy.policy.privacy import PrivacyReader
 
-_NOTICE_KEYS = ("scope", "languages", "texts")
+_NOTICE_KEYS = ("scope", "interval", "languages", "texts")
 _TEXT_KEYS = (
     "heading",
+    "summary",
     "disclaimer",
     "monitoring",
     "policy_name",
     "policy_url",
     "link_text",
     "acknowledge",
+    "record_link",
     "dismiss",
 )
-_OPTIONAL_TEXT_KEYS = ("policy_url",)
+_OPTIONAL_TEXT_KEYS = ("policy_url", "summary", "record_link", "dismiss")
+# Wording built in for the optional texts (other languages: the English link text, and
+# the disclaimer and monitoring texts as the collapsed line). `dismiss` is no longer shown.
+_BUILT_IN_TEXTS = {
+    "en": {
+        "summary": "Your views are your own, not your employer's. This network is monitored.",
+        "record_link": "What is recorded about me",
+    },
+    "fr": {
+        "summary": (
+            "Vos opinions n'engagent que vous, pas votre employeur. Ce r\u00e9seau est "
+            "surveill\u00e9."
+        ),
+        "record_link": "Ce qui est enregistr\u00e9 \u00e0 mon sujet",
+    },
+}
+_EN_RECORD = _BUILT_IN_TEXTS["en"]["record_link"]
 _CLIENT_KEYS = ("allow", "refuse")
 _IDENTITY_KEYS = ("sources", "header", "trusted_proxies", "log_as", "case")
 _DESTINATION_KEYS = ("allow", "refuse")
-_LOGGING_KEYS = ("source_ip", "url_path")
+_LOGGING_KEYS = ("source_ip", "url_path", "retention_days")
 _DEFAULT_CLIENTS = ("127.0.0.0/8", "::1/128")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 
 
-class SettingsReader(NodeReader):
+class SettingsReader(PrivacyReader):
     """Readers for the sections after `categories` (and the time zone)."""
 
     def timezone(self, node: yaml.Node) -> ZoneInfo | None:
@@ -81,6 +100,12 @@ class SettingsReader(NodeReader):
         scope = self.optional(
             items, "scope", lambda n: self.choice(n, "notice: scope", NoticeScope), NoticeScope.SITE
         )
+        interval = self.optional(
+            items,
+            "interval",
+            lambda n: self.choice(n, "notice: interval", NoticeInterval),
+            NoticeInterval.DAY,
+        )
         languages = self.required(items, "languages", node, "notice", self.languages)
         texts = self.required(items, "texts", node, "notice", lambda n: self.texts(n, url))
         if languages is None or texts is None:
@@ -96,7 +121,7 @@ class SettingsReader(NodeReader):
                 )
         if missing or None in texts.values():
             return None
-        return NoticeSettings(scope, tuple(languages), MappingProxyType(dict(texts)))
+        return NoticeSettings(scope, tuple(languages), MappingProxyType(dict(texts)), interval)
 
     def languages(self, node: yaml.Node) -> list[str] | None:
         items = self.sequence(node, "notice: languages")
@@ -141,6 +166,10 @@ class SettingsReader(NodeReader):
                 if value is not None:
                     values[key] = value
             values.setdefault("policy_url", default_url)
+            values.setdefault("dismiss", "")
+            built_in = _BUILT_IN_TEXTS.get(lang.split("-")[0], {})
+            values.setdefault("summary", built_in.get("summary", ""))
+            values.setdefault("record_link", built_in.get("record_link", "") or _EN_RECORD)
             if len(values) == len(_TEXT_KEYS):
                 result[lang] = BannerText(lang=lang, **values)
         return result
@@ -250,4 +279,5 @@ class SettingsReader(NodeReader):
         url_path = self.optional(
             items, "url_path", lambda n: self.boolean(n, "logging: url_path"), False
         )
-        return LoggingSettings(source_ip=source_ip, url_path=url_path)
+        retention = self.optional(items, "retention_days", self.retention_days, None)
+        return LoggingSettings(source_ip, url_path, retention)

@@ -1,0 +1,290 @@
+"""Issue #15 through the add-on's hooks: only the person can use up, acknowledge or read
+what is about them; the proxy's own paths exist only where the notice does; the period."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import date, datetime
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+from mitmproxy import http
+
+from auditproxy.notice.keys import ACK_PATH, RECORD_PATH
+from support.harness import HTML, PAGE, harness_for
+from support.notice import CLICK, DOCUMENT, NOTICE
+from support.paths import POLICIES
+
+TORONTO = ZoneInfo("America/Toronto")
+# A plain-http navigation: browsers send no fetch metadata there, frames look the same.
+PLAIN = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8", "Upgrade-Insecure-Requests": "1"}
+# What the person's click on the notice's link of an http:// page sends to https://.
+UPGRADED_CLICK = {**CLICK, "Sec-Fetch-Site": "cross-site", "Referer": "http://www.facebook.com/"}
+
+
+@pytest.fixture
+def harness(tmp_path):
+    yield from harness_for(tmp_path)
+
+
+def has_notice(f: http.HTTPFlow) -> bool:
+    return NOTICE in (f.response.get_content(strict=False) or b"")
+
+
+def links(f: http.HTTPFlow) -> list[str]:
+    hrefs = re.findall(rb'href="([^"]+)"', f.response.content)
+    return [html.unescape(h.decode("ascii")) for h in hrefs]
+
+
+def ack_link(f: http.HTTPFlow) -> str:
+    (link, *others) = [h for h in links(f) if ACK_PATH in h]
+    assert all(o == link for o in others)  # both languages, one link
+    return link
+
+
+def acknowledged(harness) -> list[dict]:
+    return harness.records("notice-acknowledged")
+
+
+class Clock:
+    def __init__(self, *local: int) -> None:
+        self.set(*local)
+
+    def set(self, *local: int) -> None:
+        self.now = datetime(*local, tzinfo=TORONTO).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- only a certain top-level page uses up the notice -----------------------------------
+
+
+def test_a_page_without_fetch_metadata_shows_the_notice_but_never_uses_it_up(harness):
+    """A hidden http:// frame with no referrer looks exactly like the person's page."""
+    frame = harness.page("http://www.facebook.com/embed", request_headers=PLAIN)
+    assert has_notice(frame)
+    assert has_notice(harness.page("http://www.facebook.com/", request_headers=PLAIN))
+    assert len(harness.records("notice-shown")) == 2  # both went out, neither claimed
+    certain = harness.page("https://www.facebook.com/", request_headers=DOCUMENT)
+    assert has_notice(certain)  # the person's own certain page still gets it...
+    assert not has_notice(harness.page("http://www.facebook.com/", request_headers=PLAIN))
+    assert not has_notice(harness.page("https://www.facebook.com/p", request_headers=DOCUMENT))
+
+
+def test_a_frame_with_fetch_metadata_never_gets_it(harness):
+    frame_headers = {**DOCUMENT, "Sec-Fetch-Dest": "iframe"}
+    assert not has_notice(
+        harness.page("https://www.facebook.com/embed", request_headers=frame_headers)
+    )
+    assert has_notice(harness.page("https://www.facebook.com/"))
+
+
+def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
+    page = harness.page("http://www.facebook.com:8080/groups/1?x=2", request_headers=PLAIN)
+    link = ack_link(page)
+    assert link.startswith(f"https://www.facebook.com{ACK_PATH}?")
+    assert parse_qs(urlsplit(link).query)["r"] == ["http://www.facebook.com:8080/groups/1?x=2"]
+    assert f"https://www.facebook.com{RECORD_PATH}" in links(page)
+    f = harness.flow(link, headers=UPGRADED_CLICK)
+    harness.exchange(f)
+    assert (f.response.status_code, f.response.headers["Location"]) == (
+        303,
+        "http://www.facebook.com:8080/groups/1?x=2",
+    )
+    assert [r["labels.site"] for r in acknowledged(harness)] == ["facebook"]
+    # The person said "I understand": the period's notice is done, even on plain HTTP.
+    assert not has_notice(harness.page("http://www.facebook.com/", request_headers=PLAIN))
+
+
+def test_links_on_a_certain_page_stay_on_its_origin(harness):
+    page = harness.page("https://www.facebook.com/groups/1")
+    assert ack_link(page).startswith(f"{ACK_PATH}?r=%2Fgroups%2F1&")
+    assert RECORD_PATH in links(page)
+
+
+# --- "I understand": only the person's own navigation, once a period ---------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Accept": "*/*", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty",
+                      "Sec-Fetch-Site": "same-origin"}, id="script fetch"),
+        pytest.param({"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty",
+                      "Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+                     id="cors"),
+        pytest.param({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image",
+                      "Sec-Fetch-Site": "cross-site"}, id="cross-site img"),
+        pytest.param({**CLICK, "Sec-Fetch-Dest": "iframe"}, id="frame"),
+        pytest.param(DOCUMENT, id="navigation without activation"),
+        pytest.param({**CLICK, "Sec-Fetch-Site": "cross-site",
+                      "Referer": "https://evil.example/"}, id="cross-site link"),
+        pytest.param(PLAIN, id="no fetch metadata"),
+    ],
+)  # fmt: skip
+def test_anything_but_the_persons_navigation_is_refused(harness, headers):
+    link = ack_link(harness.page("https://www.facebook.com/p"))
+    f = harness.flow("https://www.facebook.com" + link, headers=headers)
+    harness.exchange(f)
+    assert f.response.status_code == 403
+    assert "Location" not in f.response.headers
+    assert acknowledged(harness) == []
+    good = harness.flow("https://www.facebook.com" + link, headers=CLICK)
+    harness.exchange(good)  # the link itself still works for the person
+    assert good.response.status_code == 303 and len(acknowledged(harness)) == 1
+
+
+def test_replays_write_one_acknowledgement_per_person_scope_and_period(harness):
+    link = ack_link(harness.page("https://www.facebook.com/p"))
+    for _ in range(4):
+        f = harness.flow("https://www.facebook.com" + link, headers=CLICK)
+        harness.exchange(f)
+        assert (f.response.status_code, f.response.headers["Location"]) == (303, "/p")
+    assert len(acknowledged(harness)) == 1
+    assert (
+        harness.metric(
+            "auditproxy_notices_total", category="social", site="facebook", event="acknowledged"
+        )
+        == 1
+    )
+    assert len([r for r in harness.records("access") if r["url.path"] == ACK_PATH]) == 3
+
+
+# --- the proxy's own paths exist only where the notice does ------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.org" + ACK_PATH + "?t=1",  # unclassified: log
+        "https://business.facebook.com" + RECORD_PATH,  # a `log` category
+        "https://bank.test" + ACK_PATH,  # bypass (plain HTTP)
+    ],
+)
+def test_own_paths_are_the_sites_own_where_no_notice_is_shown(harness, url):
+    f = harness.flow(url, headers=CLICK)
+    harness.hooks.requestheaders(f)
+    assert f.response is None  # goes on to the site
+    harness.respond(f, status=404, body=b"the site's own")
+    assert f.response.content == b"the site's own"
+
+
+def test_an_unknown_own_path_on_a_monitored_site_never_reaches_it(harness):
+    f = harness.flow("https://www.facebook.com/.well-known/auditproxy/other", headers=CLICK)
+    harness.hooks.requestheaders(f)
+    assert f.response is not None and f.response.status_code == 404
+
+
+# --- "what is recorded about me" ----------------------------------------------------------
+
+
+def record(harness, client: str, headers=CLICK, scheme: str = "https") -> http.HTTPFlow:
+    f = harness.flow(f"{scheme}://www.facebook.com{RECORD_PATH}", client=client, headers=headers)
+    harness.exchange(f)
+    return f
+
+
+def test_the_record_page_is_about_the_person_asking_only(harness):
+    link = ack_link(harness.page("https://www.facebook.com/", client="10.1.1.1"))
+    harness.exchange(
+        harness.flow("https://www.facebook.com" + link, client="10.1.1.1", headers=CLICK)
+    )
+    mine, theirs = record(harness, "10.1.1.1"), record(harness, "10.2.2.2")
+    for f in (mine, theirs):
+        assert f.response.status_code == 200
+        assert f.response.headers["Cache-Control"] == "no-store"
+        assert "sandbox" in f.response.headers["Content-Security-Policy"]
+        assert "Access-Control-Allow-Origin" not in f.response.headers
+        assert b"<script" not in f.response.content
+    assert b"10.1.1.1" in mine.response.content and b"10.2.2.2" not in mine.response.content
+    assert b"10.2.2.2" in theirs.response.content and b"10.1.1.1" not in theirs.response.content
+    assert b"<li>facebook: shown, you said" in mine.response.content
+    assert b"No reminder is on record for you" in theirs.response.content
+    assert NOTICE not in mine.response.content
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty",
+                      "Sec-Fetch-Site": "same-origin"}, id="script fetch"),
+        pytest.param({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe",
+                      "Sec-Fetch-Site": "cross-site"}, id="frame"),
+        pytest.param({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "script",
+                      "Sec-Fetch-Site": "cross-site"}, id="script tag"),
+        pytest.param(PLAIN, id="https without fetch metadata"),
+    ],
+)  # fmt: skip
+def test_the_record_page_is_never_given_to_a_document_or_script(harness, headers):
+    f = record(harness, "10.1.1.1", headers=headers)
+    assert f.response.status_code == 403 and b"10.1.1.1" not in f.response.content
+
+
+def test_over_plain_http_the_record_page_moves_to_https(harness):
+    f = record(harness, "10.1.1.1", headers=PLAIN, scheme="http")
+    assert f.response.status_code == 303
+    assert f.response.headers["Location"] == f"https://www.facebook.com{RECORD_PATH}"
+    assert f.response.content == b""
+
+
+def test_the_record_page_shows_a_pseudonym_and_its_key_id(tmp_path):
+    policy = tmp_path / "pseudonym.yaml"
+    policy.write_text(
+        (POLICIES / "small.yaml").read_text().replace("log_as: name", "log_as: pseudonym")
+    )
+    for harness in harness_for(tmp_path, policy):
+        f = record(harness, "10.1.1.1")
+        (access,) = [r for r in harness.records("access") if r["url.path"] == RECORD_PATH]
+        assert access["user.hash"].encode() in f.response.content
+        assert access["labels.user_key_id"].encode() in f.response.content
+        assert b"10.1.1.1" not in f.response.content
+
+
+# --- the interval -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("interval", "same_period", "next_period", "first_day"),
+    [
+        ("week", (2026, 5, 10, 23), (2026, 5, 11, 0, 1), date(2026, 5, 4)),  # Wed -> Sun, Mon
+        ("month", (2026, 5, 31, 23), (2026, 6, 1, 0, 1), date(2026, 5, 1)),
+    ],
+)
+def test_the_policy_chooses_the_interval(tmp_path, interval, same_period, next_period, first_day):
+    policy = tmp_path / "interval.yaml"
+    policy.write_text(
+        (POLICIES / "small.yaml")
+        .read_text()
+        .replace("notice:\n", f"notice:\n  interval: {interval}\n")
+    )
+    for harness in harness_for(tmp_path, policy):
+        clock = Clock(2026, 5, 6, 9)  # a Wednesday
+        harness.addon.runtime.calendar.clock = clock
+        page = harness.page("https://www.facebook.com/")
+        assert has_notice(page)
+        link = ack_link(page)
+        assert parse_qs(urlsplit(link).query)["d"] == [str(first_day.toordinal())]
+        clock.set(*same_period)
+        assert not has_notice(harness.page("https://www.facebook.com/"))
+        f = harness.flow("https://www.facebook.com" + link, headers=CLICK)
+        harness.exchange(f)  # the period's link still counts, any day of it
+        assert f.response.status_code == 303 and len(acknowledged(harness)) == 1
+        clock.set(*next_period)
+        assert has_notice(harness.page("https://www.facebook.com/"))
+        stale = harness.flow("https://www.facebook.com" + link, headers=CLICK)
+        harness.exchange(stale)  # last period's link only goes back
+        assert stale.response.status_code == 303 and len(acknowledged(harness)) == 1
+
+
+def test_report_only_header_reaches_the_browser_with_our_hash(harness):
+    headers = {**HTML, "Content-Security-Policy-Report-Only": "default-src 'self'; report-uri /r"}
+    f = harness.page("https://www.facebook.com/", headers=headers)
+    assert has_notice(f)
+    report_only = f.response.headers["Content-Security-Policy-Report-Only"]
+    assert report_only.startswith(
+        "default-src 'self'; report-uri /r; style-src-elem 'self' 'sha256-"
+    )
+    assert f.response.content.endswith(PAGE[PAGE.index(b"<p>") :])
