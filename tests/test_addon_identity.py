@@ -200,6 +200,9 @@ async def test_refuse_challenges_again_after_a_failure(harness, monkeypatch):
     bad = await exchange(harness, flow_on(client, headers={"Proxy-Authorization": "Negotiate YA"}))
     bare = await exchange(harness, flow_on(client))
     assert [f.response.status_code for f in (first, bad, bare)] == [407, 407, 407]
+    # The refused credential's 407 says why in its record (the first asked for none).
+    failures = [r.get("labels.auth_failure") for r in harness.records("access")]
+    assert failures[0] is None and failures[1] == "replay"
 
 
 async def test_a_tunnel_is_never_challenged_inside_and_inherits_the_principal(
@@ -283,6 +286,41 @@ async def test_the_first_policy_group_decides(harness, monkeypatch, known):
         )
         == 1
     )
+
+
+async def test_a_principal_of_another_realm_never_gets_a_local_namesakes_groups(
+    harness, authenticating, monkeypatch
+):
+    """alice@OTHER.TEST (a trusted realm's user, signed in with Kerberos) is not the local
+    alice: a lookup by the bare name would give her the local alice's groups and policy
+    (red team)."""
+    directory = ScriptedDirectory({"alice": ("Comms",)}, known=False)
+    monkeypatch.setattr(harness.addon.identity.services, "directory", directory)
+    use_policy(harness, GROUPS)
+    foreign = "Negotiate Zm9yZWlnbg=="
+
+    async def check(scheme: AuthMethod, credential: str) -> tuple[Outcome, str | None]:
+        other = credential == foreign
+        return Outcome.OK, "alice@OTHER.TEST" if other else "alice@EXAMPLE.TEST"
+
+    monkeypatch.setattr(harness.addon.identity.services, "validate", check)
+    for credential, address, path in (
+        (foreign, "10.1.2.3", "/foreign"),
+        (GOOD, "10.1.2.4", "/home"),
+    ):
+        headers = {**DOCUMENT, "Proxy-Authorization": credential}
+        f = flow_on(client_at(address), f"http://www.facebook.com{path}", headers)
+        await exchange(harness, f)
+    records = {r["url.path"]: r for r in harness.records("access")}
+    assert records["/foreign"]["user.name"] == "alice@other.test"
+    assert "user.group.name" not in records["/foreign"]
+    assert records["/foreign"]["labels.action"] == "monitor"  # the policy's, not posters'
+    assert records["/home"]["user.group.name"] == "posters"
+    assert directory.asked == ["alice@EXAMPLE.TEST"]  # the foreign one was never looked up
+    lookups = harness.metric(
+        "auditproxy_directory_lookups_total", reason="foreign_realm", source="directory"
+    )
+    assert lookups == 1
 
 
 async def test_the_groups_notice_wording_is_shown(harness, monkeypatch):

@@ -16,7 +16,7 @@ from mitmproxy import http
 
 from auditproxy.addon_identity import IdentityOptions
 from auditproxy.decide.decision import Engine
-from auditproxy.decide.directory import Directory, Membership, Reason
+from auditproxy.decide.directory import Directory, Membership, Reason, foreign_realm
 from auditproxy.flowstate import FlowState
 from auditproxy.policy.model import IdentitySource
 from auditproxy.runtime import Runtime
@@ -60,6 +60,9 @@ class Groups(Stage):
         proven = state.auth is not None and state.auth.user is not None
         if proven and identity.source is IdentitySource.PROXY_AUTH and tunnel is not None:
             principal = tunnel.auth.principal or principal  # the full one, with its realm
+        if foreign_realm(principal, engine.policy.auth.realm):
+            self._apply(engine, flow, state, Membership(Reason.FOREIGN_REALM), connect)
+            return None
         known = directory.cached(principal)
         if known is not None:
             self._apply(engine, flow, state, known, connect)

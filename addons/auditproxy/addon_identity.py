@@ -25,6 +25,7 @@ from mitmproxy import ctx, exceptions, http
 
 from auditproxy.decide import pages
 from auditproxy.decide.auth import (
+    NO_CREDENTIAL,
     AuthNote,
     Kind,
     Outcome,
@@ -259,6 +260,8 @@ class Authenticate(Stage):
             recorder.auth_fallback(step.reason or "")
         elif step.kind is Kind.CHALLENGE:
             recorder.auth_challenged(step.reason or "")
+            if step.reason and step.reason != NO_CREDENTIAL:  # one was refused: say why
+                state.auth = AuthNote(failure=step.reason)
             values = challenge(engine.policy.auth, engine.policy.name)
             headers = [(b"Proxy-Authenticate", v.encode()) for v in values]
             headers += [(k.encode(), v.encode()) for k, v in pages.PAGE_HEADERS.items()]

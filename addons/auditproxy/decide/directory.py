@@ -47,6 +47,17 @@ class Reason(StrEnum):
     TIMEOUT = "timeout"
     BUSY = "busy"
     ERROR = "error"
+    FOREIGN_REALM = "foreign_realm"  # a principal of another realm: not looked up
+
+
+def foreign_realm(principal: str, home_realm: str | None) -> bool:
+    """Whether ``principal`` belongs to a realm other than ``home_realm`` (the policy's
+    `auth: realm`). Such a person is not looked up: filters on the bare name (``{user}``:
+    `uid`, `sAMAccountName`) would find the local account of the same name and give its
+    groups, and its policy, to someone else. Without a home realm, nothing is foreign."""
+    if home_realm is None or "@" not in principal:
+        return False
+    return principal.rpartition("@")[2].casefold() != home_realm.casefold()
 
 
 class Nesting(StrEnum):
