@@ -236,8 +236,9 @@ class Authenticate(Stage):
         assert step.scheme is not None and step.credential is not None
         outcome, principal = await self.services.validate(step.scheme, step.credential)
         self.runtime.recorder.auth_validated(step.scheme.value, outcome.value)
-        if outcome is not Outcome.OK:
-            logger.info("proxy authentication (%s) refused: %s", step.scheme.value, outcome.value)
+        if outcome is not Outcome.OK:  # the record and the metric say it; a client could
+            # flood the operator's log with junk tokens, so this line is for debugging only
+            logger.debug("proxy authentication (%s) refused: %s", step.scheme.value, outcome.value)
         auth = engine.policy.auth
         after = validated(connection.auth, auth, step, outcome, principal, address)
         self._apply(engine, flow, state, connection, after, connect)
