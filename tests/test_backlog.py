@@ -58,3 +58,17 @@ async def test_the_person_bound_holds_across_connections_and_each_direction_is_a
     first.settle()  # its exchange ended: what it counted leaves the person's count too
     assert person.held == [0, 90]
     await asyncio.wait_for(second.room(True), 0.05)
+
+
+async def test_a_connection_that_passes_bytes_through_stops_counting():
+    """A WebSocket or raw TCP relay: re-framing makes the count drift with nothing in
+    flight to settle it; such a connection is never held back (its messages are bounded
+    elsewhere) and gives back what it counted."""
+    person = Backlog(200)
+    websocket = Backlog(100, parent=person)
+    websocket.read(True, 150)
+    websocket.passthrough()
+    assert websocket.held == [0, 0] and person.held == [0, 0]
+    websocket.read(True, 10_000)
+    await asyncio.wait_for(websocket.room(True), 0.05)
+    assert person.held == [0, 0]

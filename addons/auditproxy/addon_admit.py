@@ -231,6 +231,9 @@ class Admit(Stage):
         guard = self.guards.get(client)
         if guard is not None:
             guard.passthrough()
+        backlog = self._backlog_of.get(client)
+        if backlog is not None:
+            backlog.passthrough()
 
     @guarded("admit")
     def websocket_message(self, flow: http.HTTPFlow) -> None:

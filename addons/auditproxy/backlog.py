@@ -33,7 +33,7 @@ class Backlog:
     no exchange in flight (`settle`). The person's bound is larger, so that people behind
     one address (NAT, a terminal server) do not wait on each other's ordinary traffic."""
 
-    __slots__ = ("_room", "flows", "held", "high", "key", "low", "parent", "users")
+    __slots__ = ("_room", "flows", "held", "high", "key", "low", "off", "parent", "users")
 
     def __init__(
         self, high: int = HELD_PER_CONNECTION, parent: Backlog | None = None, key: Any = None
@@ -45,8 +45,11 @@ class Backlog:
             event.set()
         self.flows: set[str] = set()  # exchanges in flight
         self.users = 0  # connections counting into it
+        self.off = False  # a connection passing bytes through: nothing held to count
 
     def read(self, upstream: bool, size: int) -> None:
+        if self.off:
+            return
         held = self.held[upstream] = self.held[upstream] + size
         if held > self.high:
             self._room[upstream].clear()
@@ -54,6 +57,8 @@ class Backlog:
             self.parent.read(upstream, size)
 
     def wrote(self, upstream: bool, size: int) -> None:
+        if self.off:
+            return
         self._release(upstream, size)
         if self.parent is not None:
             self.parent.wrote(upstream, size)
@@ -80,6 +85,13 @@ class Backlog:
                 self.parent._release(upstream, held)
             self.held[upstream] = 0
             self._room[upstream].set()
+
+    def passthrough(self) -> None:
+        """The connection now relays raw bytes (a WebSocket, raw TCP): mitmproxy holds
+        none of them for long (a WebSocket message is bounded by `websocket_limit`), and
+        re-framing would make the count drift with nothing in flight to settle it."""
+        self.settle()
+        self.off = True
 
 
 class CountingWriter:
