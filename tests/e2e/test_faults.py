@@ -242,7 +242,12 @@ def check_back_on_the_store(proxy: AuditProxyProcess, db: Path) -> None:
         "the state to be back on its file",
         timeout=STATE_RETRY + 5,
     )
-    assert "notice state is back on its store" in proxy.stderr()
+    # The backend switches first, then the claims are handed back and the line is logged.
+    wait_until(
+        lambda: "notice state is back on its store" in proxy.stderr(),
+        "the recovery to be logged",
+        timeout=10,
+    )
     bob = visit(proxy, "bob", "/bob")
     assert bob.status == 200 and NOTICE in bob.body
     assert NOTICE not in visit(proxy, "alice", "/later").body
