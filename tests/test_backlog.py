@@ -72,3 +72,18 @@ async def test_a_connection_that_passes_bytes_through_stops_counting():
     websocket.read(True, 10_000)
     await asyncio.wait_for(websocket.room(True), 0.05)
     assert person.held == [0, 0]
+
+
+async def test_attach_with_a_backlog_counts_the_writer_too() -> None:
+    class IO:
+        reader = asyncio.StreamReader()
+        writer = Sink()
+
+    handler = type("Handler", (), {"transports": {"server": IO}})()
+    backlog = Backlog(100)
+    guard = ConnectionGuard(LIMITS, time.monotonic())
+    writer = gate.attach(handler, "server", guard, print, backlog, upstream=False)
+    assert isinstance(writer, CountingWriter) and IO.writer is writer
+    backlog.read(True, 50)
+    writer.write(b"z" * 50)  # a server's writer passes the upload on
+    assert backlog.held == [0, 0] and IO.writer.data == b"z" * 50

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 from auditproxy import gate
-from auditproxy.backlog import Backlog, CountingWriter
 from auditproxy.decide.admission import Limits, Reason
 from auditproxy.decide.guard import IDLE, ConnectionGuard
 
@@ -115,31 +114,3 @@ def test_answers_for_plain_http1_clients() -> None:
 def test_open_files_are_counted() -> None:
     count = gate.count_open_files()
     assert count is None or count > 2
-
-
-class Sink:
-    """A writer that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.data = b""
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def is_closing(self) -> bool:
-        return False
-
-
-async def test_attach_with_a_backlog_counts_the_writer_too() -> None:
-    class IO:
-        reader = asyncio.StreamReader()
-        writer = Sink()
-
-    handler = type("Handler", (), {"transports": {"server": IO}})()
-    backlog = Backlog(100)
-    guard = ConnectionGuard(LIMITS, time.monotonic())
-    writer = gate.attach(handler, "server", guard, print, backlog, upstream=False)
-    assert isinstance(writer, CountingWriter) and IO.writer is writer
-    backlog.read(True, 50)
-    writer.write(b"z" * 50)  # a server's writer passes the upload on
-    assert backlog.held == [0, 0] and IO.writer.data == b"z" * 50

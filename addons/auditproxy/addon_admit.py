@@ -18,6 +18,7 @@ from mitmproxy import connection, ctx, http, tcp, tls
 from mitmproxy.proxy import server_hooks
 
 from auditproxy import gate
+from auditproxy.addon_bodies import may_have_body
 from auditproxy.backlog import HELD_PER_PERSON, Backlog
 from auditproxy.decide.admission import Reason
 from auditproxy.decide.guard import IDLE, ConnectionGuard, OriginGuard, Phase
@@ -157,7 +158,7 @@ class Admit(Stage):
             request = flow.request
             guard.request_started(
                 flow.id,
-                has_body=_has_body(request),
+                has_body=may_have_body(request),
                 multiplexed=request.is_http2 or request.is_http3,
                 now=time.monotonic(),
             )
@@ -270,14 +271,6 @@ class Admit(Stage):
             self.runtime.admission.servers = max(0, self.runtime.admission.servers - 1)
             with contextlib.suppress(ValueError):
                 self._client_origins.get(data.client, []).remove(origin)
-
-
-def _has_body(request: http.Request) -> bool:
-    headers = request.headers
-    if "transfer-encoding" in headers:
-        return True
-    length = headers.get("content-length", "0").strip()
-    return length not in ("", "0")
 
 
 def _keep_last(messages: list, keep: int) -> None:
