@@ -261,12 +261,16 @@ class RedisState:
         """When a claim for `day` expires (Unix seconds): the day's end plus the grace."""
         return math.ceil(self._day_end(day) + self._grace)
 
+    def _lifetime(self, day: date) -> int:
+        """Seconds a claim lives, by this host's clock (Redis's own may differ)."""
+        return max(1, math.ceil(self.expires_at(day) - time.time()))
+
     def seen(self, day: date, user: str, scope: str) -> bool:
         return bool(self._client.exists(notice_key(day, user, scope)))
 
     def claim(self, day: date, user: str, scope: str) -> bool:
         key = notice_key(day, user, scope)
-        return bool(self._client.set(key, b"1", nx=True, exat=self.expires_at(day)))
+        return bool(self._client.set(key, b"1", nx=True, ex=self._lifetime(day)))
 
     def release(self, day: date, user: str, scope: str) -> None:
         self._client.delete(notice_key(day, user, scope))
@@ -281,13 +285,13 @@ class RedisState:
         Claims whose day is over are left out. Returns how many were new to Redis.
         """
         now = time.time() if now is None else now
-        live = [(notice_key(*c), self.expires_at(c[0])) for c in claims]
-        live = [(key, expiry) for key, expiry in live if expiry > now]
+        live = [(notice_key(*c), self.expires_at(c[0]) - now) for c in claims]
+        live = [(key, math.ceil(left)) for key, left in live if left > 0]
         added = 0
         for start in range(0, len(live), HAND_BACK_BATCH):
             pipe = self._client.pipeline(transaction=False)
-            for key, expiry in live[start : start + HAND_BACK_BATCH]:
-                pipe.set(key, b"1", nx=True, exat=expiry)
+            for key, left in live[start : start + HAND_BACK_BATCH]:
+                pipe.set(key, b"1", nx=True, ex=left)
             added += sum(1 for ok in pipe.execute() if ok)
         return added
 
