@@ -67,9 +67,13 @@ def test_a_page_without_fetch_metadata_shows_the_notice_but_never_uses_it_up(har
     frame = harness.page("http://www.facebook.com/embed", request_headers=PLAIN)
     assert has_notice(frame)
     assert has_notice(harness.page("http://www.facebook.com/", request_headers=PLAIN))
-    assert len(harness.records("notice-shown")) == 2  # both went out, neither claimed
+    # Both went out, neither claimed; neither is known to have reached the person's eyes.
+    assert len(harness.records("notice-offered")) == 2 and harness.records("notice-shown") == []
+    offered = {"category": "social", "site": "facebook", "event": "offered"}
+    assert harness.metric("auditproxy_notices_total", **offered) == 2
     certain = harness.page("https://www.facebook.com/", request_headers=DOCUMENT)
     assert has_notice(certain)  # the person's own certain page still gets it...
+    assert len(harness.records("notice-shown")) == 1
     assert not has_notice(harness.page("http://www.facebook.com/", request_headers=PLAIN))
     assert not has_notice(harness.page("https://www.facebook.com/p", request_headers=DOCUMENT))
 
@@ -82,14 +86,37 @@ def test_a_frame_with_fetch_metadata_never_gets_it(harness):
     assert has_notice(harness.page("https://www.facebook.com/"))
 
 
+def confirmation_link(f: http.HTTPFlow) -> str:
+    (link, *others) = [h for h in links(f) if ACK_PATH in h and "&c=" in h]
+    assert all(o == link for o in others)  # each language's "I understand", one link
+    return link
+
+
 def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
     page = harness.page("http://www.facebook.com:8080/groups/1?x=2", request_headers=PLAIN)
     link = ack_link(page)
     assert link.startswith(f"https://www.facebook.com{ACK_PATH}?")
     assert parse_qs(urlsplit(link).query)["r"] == ["http://www.facebook.com:8080/groups/1?x=2"]
     assert f"https://www.facebook.com{RECORD_PATH}" in links(page)
-    f = harness.flow(link, headers=UPGRADED_CLICK)
-    harness.exchange(f)
+    # A page script may have read that link (it can fetch its own http page): following
+    # it only opens the proxy's confirmation page, sandboxed, with the notice in full.
+    confirm = harness.exchange(harness.flow(link, headers=UPGRADED_CLICK))
+    assert confirm.response.status_code == 200 and acknowledged(harness) == []
+    headers = confirm.response.headers
+    assert headers["Cache-Control"] == "no-store" and headers["X-Frame-Options"] == "DENY"
+    assert "sandbox" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert b"<script" not in confirm.response.content
+    assert b"Use is monitored." in confirm.response.content  # the full text
+    assert b"http://www.facebook.com:8080/groups/1?x=2" in confirm.response.content  # back
+    second = confirmation_link(confirm)
+    assert (
+        second.startswith(ACK_PATH + "?")
+        and second.partition("&c=")[0] == link.partition("https://www.facebook.com")[2]
+    )
+    # The person's click there: from the sandboxed page the browser says cross-site.
+    clicked = {**CLICK, "Sec-Fetch-Site": "cross-site"}
+    f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=clicked))
     assert (f.response.status_code, f.response.headers["Location"]) == (
         303,
         "http://www.facebook.com:8080/groups/1?x=2",
@@ -97,6 +124,50 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
     assert [r["labels.site"] for r in acknowledged(harness)] == ["facebook"]
     # The person said "I understand": the period's notice is done, even on plain HTTP.
     assert not has_notice(harness.page("http://www.facebook.com/", request_headers=PLAIN))
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        pytest.param(lambda link: link.replace("&c=", "&c=0"), 403, id="forged second token"),
+        pytest.param(lambda link: link + "&c=0", 200, id="two second tokens"),
+        pytest.param(lambda link: link.replace("&t=", "&t=0"), 403, id="forged first token"),
+        pytest.param(lambda link: link.partition("&c=")[0], 200, id="first step again"),
+    ],
+)
+def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, status):
+    link = ack_link(harness.page("http://www.facebook.com/a", request_headers=PLAIN))
+    second = confirmation_link(harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)))
+    clicked = {**CLICK, "Sec-Fetch-Site": "cross-site"}
+    f = harness.flow("https://www.facebook.com" + change(second), headers=clicked)
+    assert harness.exchange(f).response.status_code == status
+    assert acknowledged(harness) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({**DOCUMENT, "Sec-Fetch-Site": "cross-site"}, id="a script's navigation"),
+        pytest.param({**CLICK, "Sec-Fetch-Dest": "iframe"}, id="frame"),
+        pytest.param({"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty",
+                      "Sec-Fetch-Site": "same-origin"}, id="script fetch"),
+        pytest.param(PLAIN, id="no fetch metadata"),
+    ],
+)  # fmt: skip
+def test_the_confirmation_click_must_be_the_persons(harness, headers):
+    link = ack_link(harness.page("http://www.facebook.com/a", request_headers=PLAIN))
+    second = confirmation_link(harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)))
+    f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=headers))
+    assert f.response.status_code != 303 and acknowledged(harness) == []
+    assert b"auditproxy" not in (f.response.content or b"")  # nothing about us to read
+
+
+def test_a_plain_http_link_of_another_person_opens_nothing(harness):
+    link = ack_link(
+        harness.page("http://www.facebook.com/a", request_headers=PLAIN, client="10.9.9.9")
+    )
+    f = harness.exchange(harness.flow(link, headers=UPGRADED_CLICK, client="10.1.1.1"))
+    assert f.response.status_code == 403 and b"&amp;c=" not in f.response.content
 
 
 def test_links_on_a_certain_page_stay_on_its_origin(harness):
@@ -119,22 +190,44 @@ def test_links_on_a_certain_page_stay_on_its_origin(harness):
         pytest.param({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image",
                       "Sec-Fetch-Site": "cross-site"}, id="cross-site img"),
         pytest.param({**CLICK, "Sec-Fetch-Dest": "iframe"}, id="frame"),
-        pytest.param(DOCUMENT, id="navigation without activation"),
-        pytest.param({**CLICK, "Sec-Fetch-Site": "cross-site",
-                      "Referer": "https://evil.example/"}, id="cross-site link"),
         pytest.param(PLAIN, id="no fetch metadata"),
     ],
 )  # fmt: skip
-def test_anything_but_the_persons_navigation_is_refused(harness, headers):
+def test_what_is_not_a_navigation_goes_to_the_site_as_without_us(harness, headers):
+    """A page's script cannot learn from the proxy's paths that the proxy is there: what
+    is not a top-level navigation is the site's, and answered by it."""
     link = ack_link(harness.page("https://www.facebook.com/p"))
     f = harness.flow("https://www.facebook.com" + link, headers=headers)
-    harness.exchange(f)
-    assert f.response.status_code == 403
-    assert "Location" not in f.response.headers
-    assert acknowledged(harness) == []
+    harness.hooks.requestheaders(f)
+    assert f.response is None  # goes on to the site
+    harness.respond(f, status=404, body=b"the site's own")
+    assert f.response.content == b"the site's own" and acknowledged(harness) == []
+    (access,) = [r for r in harness.records("access") if r["url.path"] == ACK_PATH]
+    assert access["http.response.status_code"] == 404
     good = harness.flow("https://www.facebook.com" + link, headers=CLICK)
     harness.exchange(good)  # the link itself still works for the person
     assert good.response.status_code == 303 and len(acknowledged(harness)) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(DOCUMENT, id="navigation without activation"),
+        pytest.param({**CLICK, "Sec-Fetch-Site": "cross-site",
+                      "Referer": "https://evil.example/"}, id="cross-site link"),
+        pytest.param({**CLICK, "Sec-Fetch-Site": "cross-site",
+                      "Referer": "http://www.facebook.com/"}, id="from its http page"),
+    ],
+)  # fmt: skip
+def test_a_navigation_the_person_did_not_make_is_refused(harness, headers):
+    link = ack_link(harness.page("https://www.facebook.com/p"))
+    f = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=headers))
+    assert f.response.status_code == 403
+    assert "Location" not in f.response.headers
+    # Shown to whoever navigated, and to no script: an opaque origin, never framed.
+    assert "sandbox" in f.response.headers["Content-Security-Policy"]
+    assert f.response.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert acknowledged(harness) == []
 
 
 def test_replays_write_one_acknowledgement_per_person_scope_and_period(harness):
@@ -176,6 +269,12 @@ def test_an_unknown_own_path_on_a_monitored_site_never_reaches_it(harness):
     f = harness.flow("https://www.facebook.com/.well-known/auditproxy/other", headers=CLICK)
     harness.hooks.requestheaders(f)
     assert f.response is not None and f.response.status_code == 404
+    fetched = harness.flow(
+        "https://www.facebook.com/.well-known/auditproxy/other",
+        headers={"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"},
+    )
+    harness.hooks.requestheaders(fetched)
+    assert fetched.response is None  # a script's: the site's to answer
 
 
 # --- "what is recorded about me" ----------------------------------------------------------
@@ -207,27 +306,26 @@ def test_the_record_page_is_about_the_person_asking_only(harness):
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "scheme"),
     [
         pytest.param({"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty",
-                      "Sec-Fetch-Site": "same-origin"}, id="script fetch"),
+                      "Sec-Fetch-Site": "same-origin"}, "https", id="script fetch"),
         pytest.param({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe",
-                      "Sec-Fetch-Site": "cross-site"}, id="frame"),
+                      "Sec-Fetch-Site": "cross-site"}, "https", id="frame"),
         pytest.param({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "script",
-                      "Sec-Fetch-Site": "cross-site"}, id="script tag"),
-        pytest.param(PLAIN, id="https without fetch metadata"),
+                      "Sec-Fetch-Site": "cross-site"}, "https", id="script tag"),
+        pytest.param(PLAIN, "https", id="https without fetch metadata"),
+        pytest.param(PLAIN, "http", id="plain http"),
     ],
 )  # fmt: skip
-def test_the_record_page_is_never_given_to_a_document_or_script(harness, headers):
-    f = record(harness, "10.1.1.1", headers=headers)
-    assert f.response.status_code == 403 and b"10.1.1.1" not in f.response.content
-
-
-def test_over_plain_http_the_record_page_moves_to_https(harness):
-    f = record(harness, "10.1.1.1", headers=PLAIN, scheme="http")
-    assert f.response.status_code == 303
-    assert f.response.headers["Location"] == f"https://www.facebook.com{RECORD_PATH}"
-    assert f.response.content == b""
+def test_the_record_page_is_never_given_to_a_frame_or_script(harness, headers, scheme):
+    f = harness.flow(
+        f"{scheme}://www.facebook.com{RECORD_PATH}", client="10.1.1.1", headers=headers
+    )
+    harness.hooks.requestheaders(f)
+    assert f.response is None  # the site's: on a plain-http page the link is https://
+    harness.respond(f, status=404, body=b"the site's own")
+    assert b"10.1.1.1" not in f.response.content
 
 
 def test_the_record_page_shows_a_pseudonym_and_its_key_id(tmp_path):

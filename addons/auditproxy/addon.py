@@ -308,7 +308,8 @@ class Notice(Stage):
     @guarded("notice")
     def requestheaders(self, flow: http.HTTPFlow) -> Pending:
         """The proxy's own paths (acknowledgement, "what is recorded about me"), answered
-        by the proxy on the sites where the notice applies; elsewhere they are the site's."""
+        by the proxy to top-level navigations on the sites where the notice applies;
+        elsewhere, and to anything else, they are the site's."""
         state, engine = state_of(flow), self.runtime.engine
         if state is None or state.decision is None or engine is None or flow.response:
             return None
@@ -316,8 +317,10 @@ class Notice(Stage):
         path = flow.request.path
         if not stage.owns(path) or not stage.applies(engine, state.decision):
             return None
+        if not stage.answers(state.headers):
+            return None  # a script's fetch, an image, a frame: the site's, as without us
         state.answered = Answered.NOTICE_LINK
-        answer = stage.own_path(engine, state.decision, path, state.headers, flow.request.scheme)
+        answer = stage.own_path(engine, state.decision, path, state.headers)
         if isinstance(answer, Answer):
             _answer(flow, state, answer)
             return None

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from auditproxy.notice.keys import safe_return_target
-from auditproxy.notice.navigation import has_fetch_metadata, is_certain_page, person_navigation
+from auditproxy.notice.navigation import (
+    has_fetch_metadata,
+    is_certain_page,
+    is_top_level,
+    person_navigation,
+)
 
 HOST = "www.facebook.com"
 
@@ -26,13 +31,23 @@ CLICK = dict(
         {},
         {"sec_fetch_site": "same-site"},
         {"sec_fetch_site": "none"},  # typed or pasted in the address bar, a bookmark
-        # Our link on this host's plain-http page, followed over https (cross-site by scheme).
-        {"sec_fetch_site": "cross-site", "referer": "http://www.facebook.com/"},
-        {"sec_fetch_site": "cross-site", "referer": "http://WWW.Facebook.com:8080/"},
     ],
 )
 def test_a_click_of_the_person_counts(changes):
-    assert person_navigation(headers(**{**CLICK, **changes}), HOST) is None
+    assert person_navigation(headers(**{**CLICK, **changes})) is None
+
+
+@pytest.mark.parametrize(
+    "referer", [None, "http://www.facebook.com/", "https://evil.example/", "http://facebook.com/"]
+)
+def test_a_click_from_another_site_counts_only_where_any_site_may_start_it(referer):
+    """The link of a plain-http page opens the proxy's confirmation page, which the person
+    must click again: from there (an opaque origin) the browser says cross-site."""
+    values = {**CLICK, "sec_fetch_site": "cross-site"}
+    if referer is not None:
+        values["referer"] = referer
+    assert "another site" in (person_navigation(headers(**values)) or "")
+    assert person_navigation(headers(**values), any_site=True) is None
 
 
 @pytest.mark.parametrize(
@@ -46,16 +61,16 @@ def test_a_click_of_the_person_counts(changes):
         ({"sec_fetch_user": ""}, "not activated by the person"),  # location = ... by a script
         ({"sec_fetch_site": "cross-site"}, "another site"),
         ({"sec_fetch_site": "cross-site", "referer": "https://www.facebook.com/"}, "another"),
-        ({"sec_fetch_site": "cross-site", "referer": "http://evil.example/"}, "another site"),
-        ({"sec_fetch_site": "cross-site", "referer": "http://facebook.com/"}, "another site"),
-        ({"sec_fetch_site": "cross-site", "referer": "http://u@www.facebook.com/"}, "another"),
-        ({"sec_fetch_site": "cross-site", "referer": "http://[::1"}, "another site"),
+        ({"sec_fetch_site": "cross-site", "referer": "http://www.facebook.com/"}, "another"),
         ({"sec_fetch_site": "garbage"}, "another site"),
     ],
 )
 def test_anything_else_is_refused_with_a_reason(changes, why):
-    reason = person_navigation(headers(**{**CLICK, **changes}), HOST)
+    reason = person_navigation(headers(**{**CLICK, **changes}))
     assert reason is not None and why in reason
+    if not why.startswith("another"):
+        # Whatever the site: a fetch, a frame or a script's navigation never counts.
+        assert person_navigation(headers(**{**CLICK, **changes}), any_site=True) == reason
 
 
 def test_without_fetch_metadata_nothing_counts():
@@ -65,7 +80,25 @@ def test_without_fetch_metadata_nothing_counts():
         referer="http://www.facebook.com/",
     )  # fmt: skip
     assert not has_fetch_metadata(forged)
-    assert "no fetch metadata" in (person_navigation(forged, HOST) or "")
+    assert "no fetch metadata" in (person_navigation(forged) or "")
+    assert "no fetch metadata" in (person_navigation(forged, any_site=True) or "")
+    assert not is_top_level(forged)
+
+
+@pytest.mark.parametrize(
+    ("values", "top"),
+    [
+        ({"sec_fetch_mode": "navigate", "sec_fetch_dest": "document"}, True),
+        ({"sec_fetch_mode": " Navigate ", "sec_fetch_dest": "DOCUMENT"}, True),
+        ({"sec_fetch_mode": "navigate", "sec_fetch_dest": "iframe"}, False),
+        ({"sec_fetch_mode": "cors", "sec_fetch_dest": "empty"}, False),
+        ({"sec_fetch_mode": "no-cors", "sec_fetch_dest": "image"}, False),
+        ({"sec_fetch_dest": "document"}, False),  # a navigation says so
+        ({"accept": "text/html"}, False),
+    ],
+)
+def test_the_proxy_answers_its_own_paths_to_top_level_navigations_only(values, top):
+    assert is_top_level(headers(**values)) is top
 
 
 def test_only_a_document_is_a_certain_page():

@@ -138,6 +138,7 @@ def build_cases(policy_text: str) -> dict[str, dict]:
         "tunnel": tunnel_event(decide(host="bank.test", sni="bank.test"), 443, "10.1.2.3"),
         "tunnel-ipv6": tunnel_event(decide(host="2001:db8::2"), 443, "10.1.2.3"),
         "notice-shown": notice_event(facebook, "notice-shown", "site:facebook"),
+        "notice-offered": notice_event(facebook, "notice-offered", "site:facebook"),
         "notice-acknowledged": notice_event(facebook, "notice-acknowledged", "site:facebook"),
         "log-dropped": log_dropped_event("0123456789abcdef:10-12", 3),
         "access-destination": access_event(
@@ -231,6 +232,7 @@ def test_every_action_is_covered(records):
         "blocked",
         "tunnel",
         "notice-shown",
+        "notice-offered",
         "notice-acknowledged",
         "log-dropped",
         "refused",

@@ -51,6 +51,9 @@ class NoticeKeys:
     def __init__(self, secret: bytes) -> None:
         self._user_key = hmac.new(secret, b"auditproxy notice user", hashlib.sha256).digest()
         self._token_key = hmac.new(secret, b"auditproxy notice token", hashlib.sha256).digest()
+        self._confirm_key = hmac.new(
+            secret, b"auditproxy notice confirmation", hashlib.sha256
+        ).digest()
         self.user = functools.lru_cache(maxsize=_USERS_CACHED)(self._user)
 
     def _user(self, identity: str) -> str:
@@ -59,6 +62,12 @@ class NoticeKeys:
     def token(self, visit: Visit, host: str, path: str) -> str:
         message = "\0".join((visit.user, str(visit.day.toordinal()), visit.scope, host, path))
         return hmac.new(self._token_key, message.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def confirmation(self, token: str) -> str:
+        """The second token of a link that needs the person's confirmation: it appears only
+        in the proxy's confirmation page (an opaque origin no script can read), so having
+        it shows that the person clicked there."""
+        return hmac.new(self._confirm_key, token.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def scope_of(decision: Decision, scope: NoticeScope) -> str:

@@ -7,20 +7,29 @@
                  the acknowledgement like a claim), and it claims the period's notice.
                  Returns the person to the page (303), never elsewhere.
     RECORD_PATH  the page "what is recorded about me" (`notice.transparency`), for the
-                 person asking only, and only to a top-level navigation.
+                 person asking only.
 
-The proxy answers these paths only where it shows the notice (`NoticeStage.applies`);
-elsewhere they are the site's own. `notice.stage` calls these with its keys and state.
+The proxy answers these paths only where it shows the notice (`NoticeStage.applies`) and
+only to a top-level navigation (`navigation.is_top_level`); anything else (a script's
+`fetch()`, an image, a frame, a request without fetch metadata) goes on to the site as if
+there were no proxy, so no page can observe the proxy through them. Every page the proxy
+answers with here is sandboxed (an opaque origin: no script of the site can read it, even
+from a window it opened), cannot be framed and is not cached.
 
-Links on a plain-http page (which carries no fetch metadata) point to the same host over
-https, where the browser sends it; the acknowledgement then returns to the http page.
+A notice on a page without fetch metadata (plain http) may have been read by the page's
+own scripts (`fetch()` of the page, which looks like the person's navigation there). Its
+links point to the same host over https, where the browser sends fetch metadata, and its
+acknowledgement link (the return target is an `http://` URL: that is how it is known)
+does not acknowledge: it opens the proxy's confirmation page (`notice.confirmation`),
+whose own "I understand" carries a second token that only that page holds. The
+acknowledgement then returns to the http page.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from urllib.parse import parse_qs, quote, urlsplit
@@ -28,24 +37,35 @@ from urllib.parse import parse_qs, quote, urlsplit
 from auditproxy.decide import pages
 from auditproxy.decide.classify import Match
 from auditproxy.decide.decision import Decision, override
-from auditproxy.notice import transparency
+from auditproxy.notice import confirmation, transparency
 from auditproxy.notice.budget import Budget
 from auditproxy.notice.keys import (
     ACK_PATH,
     OWN_PREFIX,
-    RECORD_PATH,
     NoticeKeys,
     Visit,
     acknowledgement_scope,
     safe_return_target,
 )
-from auditproxy.notice.navigation import Headers, has_fetch_metadata, person_navigation
+from auditproxy.notice.navigation import Headers, is_top_level, person_navigation
 from auditproxy.notice.store import NoticeState
-from auditproxy.policy.model import Action, GroupRule, NoticeScope, Policy
+from auditproxy.policy.model import Action, BannerText, GroupRule, NoticeScope, Policy
 
 logger = logging.getLogger("auditproxy")
 
 _REDIRECT = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# The proxy's refusals on its own paths: what the person sees, and no script of the site.
+_PAGE = {
+    **pages.PAGE_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'; sandbox"
+    ),
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +101,18 @@ def links(visit: Visit, host: str, path: str, scheme: str, port: int | None) -> 
 
 
 def ack_link(keys: NoticeKeys, visit: Visit, host: str, back: str, base: str) -> str:
-    token = keys.token(visit, host, back)
+    return base + _ack_path(visit, back, keys.token(visit, host, back))
+
+
+def _ack_path(visit: Visit, back: str, token: str, confirmed: str = "") -> str:
     return (
-        f"{base}{ACK_PATH}?r={quote(back, safe='')}&d={visit.day.toordinal()}"
-        f"&s={quote(visit.scope, safe='')}&t={token}"
+        f"{ACK_PATH}?r={quote(back, safe='')}&d={visit.day.toordinal()}"
+        f"&s={quote(visit.scope, safe='')}&t={token}" + (f"&c={confirmed}" if confirmed else "")
     )
 
 
 def _refused(policy: Policy, status: int = 403) -> Answer:
-    return Answer(status, dict(pages.PAGE_HEADERS), pages.notice_link_page(policy))
+    return Answer(status, dict(_PAGE), pages.notice_link_page(policy))
 
 
 def acknowledge(
@@ -100,16 +123,14 @@ def acknowledge(
     current: Visit,
     path: str,
     headers: Headers,
+    texts: Sequence[BannerText] = (),
 ) -> Answer:
-    """The answer to the acknowledgement link (`current`: this person's visit now).
+    """The answer to the acknowledgement link (`current`: this person's visit now;
+    `texts`: their notice, for the confirmation page).
 
     `acknowledged_scope` is set only for the first valid acknowledgement of this person,
     scope and period; a replay, a refused or a stale link gets an ordinary access record.
     """
-    why = person_navigation(headers, decision.host)
-    if why is not None:
-        logger.warning("refused an acknowledgement on %s: %s", decision.host, why)
-        return _refused(policy)
     query = parse_qs(urlsplit(path).query)
 
     def one(name: str) -> str:
@@ -117,49 +138,51 @@ def acknowledge(
         return values[0] if len(values) == 1 else ""
 
     back = safe_return_target(one("r"), decision.host)
+    needs_confirmation = back is not None and not back.startswith("/")  # a plain-http page
+    why = person_navigation(headers, any_site=needs_confirmation)
+    if why is not None:
+        logger.warning("refused an acknowledgement on %s: %s", decision.host, why)
+        return _refused(policy)
     try:
         claimed = Visit(date.fromordinal(int(one("d"))), current.user, one("s"))
     except (ValueError, OverflowError):
         back, claimed = None, current
-    expected = keys.token(claimed, decision.host, back or "")
-    if back is None or not hmac.compare_digest(expected, one("t")):
-        logger.warning(
-            "refused an acknowledgement link that is not valid for this person "
-            "(forged, altered, or another person's) on %s",
-            decision.host,
-        )
-        return Answer(403, dict(pages.PAGE_HEADERS), pages.invalid_link_page(policy))
+    token = one("t")
+    if back is None or not hmac.compare_digest(keys.token(claimed, decision.host, back), token):
+        return _invalid(policy, decision)
     headers_out = {"Location": back, **_REDIRECT}
     if claimed.day != current.day:  # an earlier period's link just goes back to the page
         return Answer(303, headers_out)
+    if needs_confirmation:
+        confirmed = one("c")
+        if not confirmed:
+            link = _ack_path(claimed, back, token, keys.confirmation(token))
+            page = confirmation.render(texts, link, back)
+            return Answer(200, dict(confirmation.HEADERS), page)
+        if not hmac.compare_digest(keys.confirmation(token), confirmed):
+            return _invalid(policy, decision)
     first = state.claim(claimed.day, claimed.user, acknowledgement_scope(claimed.scope))
     state.claim(claimed.day, claimed.user, claimed.scope)  # the period's notice is done
     return Answer(303, headers_out, acknowledged_scope=claimed.scope if first else None)
 
 
+def _invalid(policy: Policy, decision: Decision) -> Answer:
+    logger.warning(
+        "refused an acknowledgement link that is not valid for this person "
+        "(forged, altered, or another person's) on %s",
+        decision.host,
+    )
+    return Answer(403, dict(_PAGE), pages.invalid_link_page(policy))
+
+
 def record_page(
-    state: NoticeState,
-    policy: Policy,
-    decision: Decision,
-    current: Visit,
-    headers: Headers,
-    scheme: str,
+    state: NoticeState, policy: Policy, decision: Decision, current: Visit, headers: Headers
 ) -> Answer | Work:
-    """The page "what is recorded about me", or why not. Its state reads go off the loop
-    (the returned `Work`)."""
-    if scheme == "http" and not has_fetch_metadata(headers):
-        location = f"https://{_authority(decision.host)}{RECORD_PATH}"
-        return Answer(303, {"Location": location, **_REDIRECT})
-    if not _top_level(headers):  # a script's fetch, a frame, an image: never readable
+    """The page "what is recorded about me", made off the loop (the returned `Work`: its
+    state reads), for a top-level navigation only."""
+    if not is_top_level(headers):  # the caller passes anything else on to the site
         return _refused(policy)
     return lambda budget: _record_answer(state, policy, decision, current, budget)
-
-
-def _top_level(headers: Headers) -> bool:
-    mode, dest = headers.get(b"sec-fetch-mode"), headers.get(b"sec-fetch-dest")
-    return (mode or b"").strip().lower() == b"navigate" and (
-        dest or b""
-    ).strip().lower() == b"document"
 
 
 def _record_answer(
@@ -198,4 +221,4 @@ def not_found(policy: Policy) -> Answer:
 
 def busy(policy: Policy) -> Answer:
     """The record page could not be made in time (a slow state store): try again."""
-    return Answer(503, {**pages.PAGE_HEADERS, "Retry-After": "5"}, pages.notice_link_page(policy))
+    return Answer(503, {**_PAGE, "Retry-After": "5"}, pages.notice_link_page(policy))

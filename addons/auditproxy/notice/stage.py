@@ -12,7 +12,8 @@ read the flow, call these, and apply what they return.
     error            `give_back`: the page failed after the notice went in.
     requestheaders   `own_path`: the proxy's own paths on the page's origin (`ownpaths`):
                      the signed acknowledgement link and the page "what is recorded about
-                     me", answered by the proxy itself, only where the notice applies.
+                     me", answered by the proxy itself, only where the notice applies and
+                     only to a top-level navigation (`answers`).
 
 Only a certain top-level page (fetch metadata: `Sec-Fetch-Dest: document`) claims the
 period. A page without fetch metadata (plain HTTP, where a frame looks like a page) may
@@ -37,7 +38,7 @@ from auditproxy.notice import decode, eligibility, insert, ownpaths
 from auditproxy.notice.banner import render_banner
 from auditproxy.notice.budget import Budget, DeadlineExceeded
 from auditproxy.notice.keys import ACK_PATH, RECORD_PATH, NoticeKeys, Visit, scope_of
-from auditproxy.notice.navigation import Headers
+from auditproxy.notice.navigation import Headers, is_top_level
 from auditproxy.notice.ownpaths import Answer, Work
 from auditproxy.notice.reasons import SkipReason
 from auditproxy.notice.store import NoticeState
@@ -275,20 +276,25 @@ class NoticeStage:
         """Whether the path is one of the proxy's own (a cheap test, for every request)."""
         return ownpaths.own_path(path) is not None
 
+    @staticmethod
+    def answers(headers: Headers) -> bool:
+        """Only a top-level navigation gets the proxy's own answer; the rest is the site's."""
+        return is_top_level(headers)
+
     def own_path(
-        self, engine: Engine, decision: Decision, path: str, headers: Headers, scheme: str
+        self, engine: Engine, decision: Decision, path: str, headers: Headers
     ) -> Answer | Work:
-        """The answer to one of the proxy's own paths on a site where the notice applies;
-        it never reaches the site. A `Work` is the answer made off the event loop."""
+        """The answer to one of the proxy's own paths on a site where the notice applies
+        (`applies`), for a top-level navigation (`answers`); it never reaches the site. A
+        `Work` is the answer made off the event loop."""
         assert self.keys is not None
         current = self.visit(engine, decision)
         which = ownpaths.own_path(path)
         if which == ACK_PATH:
+            texts = wording(engine, decision).ordered_texts()
             return ownpaths.acknowledge(
-                self.keys, self.state, engine.policy, decision, current, path, headers
+                self.keys, self.state, engine.policy, decision, current, path, headers, texts
             )
         if which == RECORD_PATH:
-            return ownpaths.record_page(
-                self.state, engine.policy, decision, current, headers, scheme
-            )
+            return ownpaths.record_page(self.state, engine.policy, decision, current, headers)
         return ownpaths.not_found(engine.policy)

@@ -27,7 +27,8 @@ from datetime import date
 
 from auditproxy.policy.model import Action, GroupRule, NoticeSettings, Policy
 
-_STYLE = (
+# Shared with the confirmation page (`notice.confirmation`): one style, one hash.
+STYLE = (
     "body{font:16px/1.5 system-ui,sans-serif;color:#1b1b1b;background:#fff;margin:0}"
     "main{max-width:48rem;margin:2rem auto;padding:0 1rem}"
     "section{border-top:4px solid #26374a;padding:.5rem 0;margin:0 0 2rem}"
@@ -38,8 +39,13 @@ _STYLE = (
     "padding:.25rem .5rem .25rem 0;border-bottom:1px solid #c9d1da}"
     "@media (prefers-color-scheme:dark){body{color:#f1f3f5;background:#1c2733}"
     "a{color:#9ccaff}code{background:#2b3a4a}section{border-color:#8fb4dc}}"
+    ".ack{display:inline-block;padding:.5rem 1rem;margin:0 1rem .5rem 0;font-weight:600;"
+    "color:#fff;background:#26374a;border:2px solid #26374a;border-radius:4px;"
+    "text-decoration:none}.ack:focus{outline:3px solid #0535d2;outline-offset:2px}"
+    "@media (prefers-color-scheme:dark){.ack{color:#1c2733;background:#9ccaff;"
+    "border-color:#9ccaff}.ack:focus{outline-color:#fff}}"
 )
-STYLE_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode() + "'"
+STYLE_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode() + "'"
 
 HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
@@ -236,7 +242,7 @@ def render(policy: Policy, view: RecordView, group: GroupRule | None = None) -> 
         f'<!DOCTYPE html><html lang="{_e(langs[0])}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="robots" content="noindex">'
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head>"
+        f"<title>{_e(title)}</title><style>{STYLE}</style></head>"
         f"<body><main><h1>{_e(title)}</h1>{sections}</main></body></html>"
     )
     return page.encode("ascii")

@@ -114,7 +114,8 @@ class Metrics:
         )
         self.notices = Counter(
             "auditproxy_notices",
-            "Daily notices: shown (injected into a page) and acknowledged (link followed).",
+            "Notices: shown (in a certain top-level page), offered (in a plain-http response that "
+            'may not have been one) and acknowledged (the person said "I understand").',
             ["category", "site", "event"],
             registry=r,
         )

@@ -66,10 +66,14 @@ class Recorder:
         match = decision.match
         m = self.metrics
         if state.notice_shown is not None:
-            m.notices.labels(match.category, match.site, "shown").inc()
+            # Without fetch metadata (plain http) the response may have gone to a frame or
+            # a script's fetch(): the notice was offered, not certainly shown.
+            shown = state.notice_shown.certain
+            m.notices.labels(match.category, match.site, "shown" if shown else "offered").inc()
             if not state.notice_styled:
                 m.notices_unstyled.labels(match.category).inc()
-            self.emit(notice_event(decision, "notice-shown", state.notice_shown.scope))
+            action = "notice-shown" if shown else "notice-offered"
+            self.emit(notice_event(decision, action, state.notice_shown.scope))
         if state.acknowledged_scope is not None:
             m.notices.labels(match.category, match.site, "acknowledged").inc()
             self.emit(notice_event(decision, "notice-acknowledged", state.acknowledged_scope))

@@ -242,7 +242,8 @@ def tunnel_event(
 
 
 def notice_event(decision: Decision, action: str, scope: str) -> dict:
-    """A `notice-shown` or `notice-acknowledged` record."""
+    """A `notice-shown`, `notice-offered` (plain http: the response may not have been a
+    page the person saw) or `notice-acknowledged` record."""
     fields = rule_fields(decision)
     fields.update(
         {

@@ -1,0 +1,79 @@
+"""The page that asks the person to confirm "I understand" for a plain-http page. Pure.
+
+A plain-http page carries no fetch metadata, so the proxy cannot tell the person's page
+from a frame or from a script that fetched it: whatever went into that response, a page's
+script may have read, the notice's link included. A script that has the link can follow
+it as a navigation on the person's next click anywhere (the click is real, its target is
+not). So on such pages the link does not acknowledge: it opens this page, which the proxy
+serves on https with the notice in full and its own "I understand" link. That link
+carries a second token (`NoticeKeys.confirmation`) that exists nowhere else.
+
+No script can read it: the page is sandboxed (`Content-Security-Policy: sandbox`, an
+opaque origin, so not even the site's own pages or an opener of the same origin can look
+inside), cannot be framed, is not cached, sends no Referer, and is served only to a
+top-level navigation the person made. What is in it is what the person sees. Pure ASCII
+with character references, no script, no form, no external resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from auditproxy.decide.pages import ascii_html
+from auditproxy.notice.transparency import HEADERS as _PAGE_HEADERS
+from auditproxy.notice.transparency import STYLE
+from auditproxy.policy.model import BannerText
+
+HEADERS = dict(_PAGE_HEADERS)  # the transparency page's: sandboxed, unframed, no-store
+
+_WORDING = {
+    "en": {
+        "intro": (
+            "The department's web proxy shows you this page itself; the site you were on "
+            "does not see it."
+        ),
+        "back": "Back to the page without answering",
+    },
+    "fr": {
+        "intro": (
+            "Le serveur mandataire Web du minist\u00e8re affiche lui-m\u00eame cette page; le "
+            "site que vous consultiez ne la voit pas."
+        ),
+        "back": "Revenir \u00e0 la page sans r\u00e9pondre",
+    },
+}
+
+
+def render(texts: Sequence[BannerText], confirm_url: str, back_url: str) -> bytes:
+    """The notice in full, in the policy's order, each language with its own "I
+    understand" (one link for all) and a way back that acknowledges nothing."""
+    langs = [t.lang for t in texts] or ["en"]
+    title = " / ".join(t.heading for t in texts) or "Reminder"
+    sections = "".join(_section(t, confirm_url, back_url) for t in texts)
+    page = (
+        f'<!DOCTYPE html><html lang="{ascii_html(langs[0])}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta name="robots" content="noindex">'
+        f"<title>{ascii_html(title)}</title><style>{STYLE}</style></head>"
+        f"<body><main>{sections}</main></body></html>"
+    )
+    return page.encode("ascii")
+
+
+def _section(text: BannerText, confirm_url: str, back_url: str) -> str:
+    words = _WORDING.get(text.lang.split("-")[0], _WORDING["en"])
+    policy = ""
+    if text.policy_url:
+        policy = (
+            f'<p><a href="{ascii_html(text.policy_url)}" rel="noreferrer">'
+            f"{ascii_html(text.link_text or text.policy_name)}</a></p>"
+        )
+    return (
+        f'<section lang="{ascii_html(text.lang)}">'
+        f"<h1>{ascii_html(text.heading)}</h1>"
+        f"<p>{ascii_html(text.disclaimer)}</p><p>{ascii_html(text.monitoring)}</p>"
+        f"{policy}<p>{ascii_html(words['intro'])}</p>"
+        f'<p><a class="ack" href="{ascii_html(confirm_url)}">{ascii_html(text.acknowledge)}</a>'
+        f' <a href="{ascii_html(back_url)}">{ascii_html(words["back"])}</a></p>'
+        "</section>"
+    )
