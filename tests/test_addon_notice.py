@@ -16,7 +16,7 @@ from auditproxy.notice.banner import STYLE_HASH
 from auditproxy.notice.keys import ACK_PATH, safe_return_path
 from support import zstd
 from support.harness import HTML, PAGE, harness_for
-from support.notice import CLICK, DOCUMENT, NOTICE
+from support.notice import CLICK, CONFIRM_CLICK, DOCUMENT, NOTICE, confirmation_link
 from support.paths import POLICIES
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -316,16 +316,19 @@ def test_unreadable_csp_means_the_unstyled_notice_not_a_weaker_policy(harness):
 def test_acknowledgement_records_and_returns_to_the_page(harness):
     page = harness.page("http://www.facebook.com/groups/42?tab=posts")
     link = ack_url(page)
-    f = harness.flow("http://www.facebook.com" + link, headers=CLICK)
+    confirm = harness.exchange(harness.flow("http://www.facebook.com" + link, headers=CLICK))
+    assert confirm.response.status_code == 200  # the confirmation page: nothing recorded yet
+    assert harness.records("notice-acknowledged") == []
+    second = confirmation_link(confirm.response.content)
+    f = harness.flow("http://www.facebook.com" + second, headers=CONFIRM_CLICK)
     harness.exchange(f)
     assert f.response.status_code == 303
     assert f.response.headers["Location"] == "/groups/42?tab=posts"
     assert f.response.headers["Cache-Control"] == "no-store"
     acknowledged = harness.records("notice-acknowledged")
     assert len(acknowledged) == 1 and acknowledged[0]["labels.site"] == "facebook"
-    assert (
-        len([r for r in harness.records() if r["event.action"] == "access"]) == 1
-    )  # the page only
+    # The page and the confirmation page; the acknowledgement is its own record.
+    assert [r["url.path"] for r in harness.records("access")] == ["/groups/42", ACK_PATH]
     labels = dict(category="social", site="facebook", event="acknowledged")
     assert harness.metric("auditproxy_notices_total", **labels) == 1
 
@@ -398,6 +401,17 @@ def test_ack_path_never_reaches_the_site(harness):
     f = harness.flow("http://www.facebook.com" + ACK_PATH + "?garbage", headers=CLICK)
     harness.hooks.requestheaders(f)
     assert f.response is not None and f.response.status_code == 403
+
+
+def test_a_service_workers_preload_of_the_proxys_paths_is_the_sites(harness):
+    """A navigation preload carries the navigation's own headers, but the site's service
+    worker reads the answer: the proxy's pages never go to it."""
+    link = ack_url(harness.page("https://www.facebook.com/p"))
+    preload = {**CLICK, "Service-Worker-Navigation-Preload": "true"}
+    for path in (link, "/.well-known/auditproxy/recorded"):
+        f = harness.flow("https://www.facebook.com" + path, headers=preload)
+        harness.hooks.requestheaders(f)
+        assert f.response is None  # goes on to the site
 
 
 # --- faults ---------------------------------------------------------------------------------

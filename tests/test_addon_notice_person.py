@@ -14,7 +14,7 @@ from mitmproxy import http
 
 from auditproxy.notice.keys import ACK_PATH, RECORD_PATH
 from support.harness import HTML, PAGE, harness_for
-from support.notice import CLICK, DOCUMENT, NOTICE
+from support.notice import CLICK, CONFIRM_CLICK, DOCUMENT, NOTICE, confirmation_link
 from support.paths import POLICIES
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -46,6 +46,15 @@ def ack_link(f: http.HTTPFlow) -> str:
 
 def acknowledged(harness) -> list[dict]:
     return harness.records("notice-acknowledged")
+
+
+def say_i_understand(harness, link: str, client: str = "10.1.2.3") -> http.HTTPFlow:
+    """The person's two clicks: the notice's link (the confirmation page), then its own."""
+    url = link if link.startswith("https://") else "https://www.facebook.com" + link
+    confirm = harness.exchange(harness.flow(url, client=client, headers=CLICK))
+    assert confirm.response.status_code == 200, confirm.response.status_code
+    second = "https://www.facebook.com" + confirmation_link(confirm.response.content)
+    return harness.exchange(harness.flow(second, client=client, headers=CONFIRM_CLICK))
 
 
 class Clock:
@@ -86,12 +95,6 @@ def test_a_frame_with_fetch_metadata_never_gets_it(harness):
     assert has_notice(harness.page("https://www.facebook.com/"))
 
 
-def confirmation_link(f: http.HTTPFlow) -> str:
-    (link, *others) = [h for h in links(f) if ACK_PATH in h and "&c=" in h]
-    assert all(o == link for o in others)  # each language's "I understand", one link
-    return link
-
-
 def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
     page = harness.page("http://www.facebook.com:8080/groups/1?x=2", request_headers=PLAIN)
     link = ack_link(page)
@@ -109,14 +112,13 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
     assert b"<script" not in confirm.response.content
     assert b"Use is monitored." in confirm.response.content  # the full text
     assert b"http://www.facebook.com:8080/groups/1?x=2" in confirm.response.content  # back
-    second = confirmation_link(confirm)
+    second = confirmation_link(confirm.response.content)
     assert (
         second.startswith(ACK_PATH + "?")
         and second.partition("&c=")[0] == link.partition("https://www.facebook.com")[2]
     )
     # The person's click there: from the sandboxed page the browser says cross-site.
-    clicked = {**CLICK, "Sec-Fetch-Site": "cross-site"}
-    f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=clicked))
+    f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=CONFIRM_CLICK))
     assert (f.response.status_code, f.response.headers["Location"]) == (
         303,
         "http://www.facebook.com:8080/groups/1?x=2",
@@ -137,9 +139,10 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
 )
 def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, status):
     link = ack_link(harness.page("http://www.facebook.com/a", request_headers=PLAIN))
-    second = confirmation_link(harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)))
-    clicked = {**CLICK, "Sec-Fetch-Site": "cross-site"}
-    f = harness.flow("https://www.facebook.com" + change(second), headers=clicked)
+    second = confirmation_link(
+        harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
+    )
+    f = harness.flow("https://www.facebook.com" + change(second), headers=CONFIRM_CLICK)
     assert harness.exchange(f).response.status_code == status
     assert acknowledged(harness) == []
 
@@ -156,7 +159,9 @@ def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, stat
 )  # fmt: skip
 def test_the_confirmation_click_must_be_the_persons(harness, headers):
     link = ack_link(harness.page("http://www.facebook.com/a", request_headers=PLAIN))
-    second = confirmation_link(harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)))
+    second = confirmation_link(
+        harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
+    )
     f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=headers))
     assert f.response.status_code != 303 and acknowledged(harness) == []
     assert b"auditproxy" not in (f.response.content or b"")  # nothing about us to read
@@ -204,24 +209,18 @@ def test_what_is_not_a_navigation_goes_to_the_site_as_without_us(harness, header
     assert f.response.content == b"the site's own" and acknowledged(harness) == []
     (access,) = [r for r in harness.records("access") if r["url.path"] == ACK_PATH]
     assert access["http.response.status_code"] == 404
-    good = harness.flow("https://www.facebook.com" + link, headers=CLICK)
-    harness.exchange(good)  # the link itself still works for the person
+    good = say_i_understand(harness, link)  # the link itself still works for the person
     assert good.response.status_code == 303 and len(acknowledged(harness)) == 1
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        pytest.param(DOCUMENT, id="navigation without activation"),
-        pytest.param({**CLICK, "Sec-Fetch-Site": "cross-site",
-                      "Referer": "https://evil.example/"}, id="cross-site link"),
-        pytest.param({**CLICK, "Sec-Fetch-Site": "cross-site",
-                      "Referer": "http://www.facebook.com/"}, id="from its http page"),
-    ],
-)  # fmt: skip
-def test_a_navigation_the_person_did_not_make_is_refused(harness, headers):
+@pytest.mark.parametrize("step", ["first", "confirmation"])
+def test_a_navigation_the_person_did_not_make_is_refused(harness, step):
+    """A script's navigation without the person's activation, on either link."""
     link = ack_link(harness.page("https://www.facebook.com/p"))
-    f = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=headers))
+    if step == "confirmation":
+        confirm = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=CLICK))
+        link = confirmation_link(confirm.response.content)
+    f = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=DOCUMENT))
     assert f.response.status_code == 403
     assert "Location" not in f.response.headers
     # Shown to whoever navigated, and to no script: an opaque origin, never framed.
@@ -230,11 +229,33 @@ def test_a_navigation_the_person_did_not_make_is_refused(harness, headers):
     assert acknowledged(harness) == []
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param(CLICK, id="the person's click on the notice"),
+        pytest.param({**CLICK, "Sec-Fetch-Site": "cross-site",
+                      "Referer": "https://evil.example/"}, id="another site's link"),
+        pytest.param({**CLICK, "Sec-Fetch-Site": "cross-site",
+                      "Referer": "http://www.facebook.com/"}, id="from its http page"),
+    ],
+)  # fmt: skip
+def test_the_notices_link_only_opens_the_confirmation_page(harness, headers):
+    """Whoever follows the notice's link (a page's script may have read it: markup that a
+    script turned into text, an overlay over the notice) reaches the notice in full, made
+    by the proxy; only the person's click there says "I understand"."""
+    link = ack_link(harness.page("https://www.facebook.com/p"))
+    for _ in range(2):
+        f = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=headers))
+        assert f.response.status_code == 200 and b"Use is monitored." in f.response.content
+        assert "sandbox" in f.response.headers["Content-Security-Policy"]
+    assert acknowledged(harness) == []
+    assert not has_notice(harness.page("https://www.facebook.com/q"))  # claimed by /p
+
+
 def test_replays_write_one_acknowledgement_per_person_scope_and_period(harness):
     link = ack_link(harness.page("https://www.facebook.com/p"))
     for _ in range(4):
-        f = harness.flow("https://www.facebook.com" + link, headers=CLICK)
-        harness.exchange(f)
+        f = say_i_understand(harness, link)
         assert (f.response.status_code, f.response.headers["Location"]) == (303, "/p")
     assert len(acknowledged(harness)) == 1
     assert (
@@ -243,7 +264,8 @@ def test_replays_write_one_acknowledgement_per_person_scope_and_period(harness):
         )
         == 1
     )
-    assert len([r for r in harness.records("access") if r["url.path"] == ACK_PATH]) == 3
+    # Each confirmation page and each replayed acknowledgement: an ordinary access record.
+    assert len([r for r in harness.records("access") if r["url.path"] == ACK_PATH]) == 4 + 3
 
 
 # --- the proxy's own paths exist only where the notice does ------------------------------
@@ -288,9 +310,7 @@ def record(harness, client: str, headers=CLICK, scheme: str = "https") -> http.H
 
 def test_the_record_page_is_about_the_person_asking_only(harness):
     link = ack_link(harness.page("https://www.facebook.com/", client="10.1.1.1"))
-    harness.exchange(
-        harness.flow("https://www.facebook.com" + link, client="10.1.1.1", headers=CLICK)
-    )
+    say_i_understand(harness, link, client="10.1.1.1")
     mine, theirs = record(harness, "10.1.1.1"), record(harness, "10.2.2.2")
     for f in (mine, theirs):
         assert f.response.status_code == 200
@@ -367,8 +387,7 @@ def test_the_policy_chooses_the_interval(tmp_path, interval, same_period, next_p
         assert parse_qs(urlsplit(link).query)["d"] == [str(first_day.toordinal())]
         clock.set(*same_period)
         assert not has_notice(harness.page("https://www.facebook.com/"))
-        f = harness.flow("https://www.facebook.com" + link, headers=CLICK)
-        harness.exchange(f)  # the period's link still counts, any day of it
+        f = say_i_understand(harness, link)  # the period's link still counts, any day of it
         assert f.response.status_code == 303 and len(acknowledged(harness)) == 1
         clock.set(*next_period)
         assert has_notice(harness.page("https://www.facebook.com/"))

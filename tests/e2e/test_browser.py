@@ -541,13 +541,14 @@ def test_acknowledgement_link_returns_to_the_same_page(session, upstream, url, l
     ack = page.get_by_role("link", name=link, exact=True)
     assert (ack.get_attribute("href") or "").startswith(f"{base}{ACK_PATH}?")
     ack.click()
-    if base:  # plain http: the proxy's own confirmation page first, on https
-        page.wait_for_url(f"{base}{ACK_PATH}?**")
-        expect(page.get_by_text(ENGLISH)).to_be_visible()  # the notice in full
-        expect(page.get_by_text(FRENCH)).to_be_visible()
-        assert proxy.metric("auditproxy_notices_total", category="social", site=site,
-                            event="acknowledged") == 0  # fmt: skip
-        page.get_by_role("link", name=link, exact=True).click()
+    # The proxy's own confirmation page first (on https for a plain-http page): the notice
+    # in full and its own "I understand", the only link that acknowledges.
+    page.wait_for_url(f"{base or 'https://' + url.split('/')[2]}{ACK_PATH}?**")
+    expect(page.get_by_text(ENGLISH)).to_be_visible()  # the notice in full
+    expect(page.get_by_text(FRENCH)).to_be_visible()
+    labels = dict(category="social", site=site, event="acknowledged")
+    assert proxy.metric("auditproxy_notices_total", **labels) == 0
+    page.get_by_role("link", name=link, exact=True).click()
     page.wait_for_url(url.partition("#")[0])
 
     path = url.partition("://")[2].partition("/")[2].partition("#")[0]
@@ -558,7 +559,6 @@ def test_acknowledgement_link_returns_to_the_same_page(session, upstream, url, l
     assert_no_notice(page)  # seen today
     (record,) = proxy.wait_for_records(1, lambda r: r["event.action"] == "notice-acknowledged")
     assert record["url.domain"] == url.split("/")[2] and record["labels.site"] == site
-    labels = dict(category="social", site=site, event="acknowledged")
     assert proxy.metric("auditproxy_notices_total", **labels) == 1
     assert not [r for r in upstream.requests if r.path.startswith(ACK_PATH)]  # never sent on
     assert [r.path for r in upstream.requests if r.path == f"/{path}"] == [f"/{path}"] * 2
@@ -1111,18 +1111,23 @@ def test_a_page_script_cannot_acknowledge_and_replays_count_once(session, upstre
     for _ in range(3):
         page.keyboard.press("Tab")
     page.keyboard.press("Enter")
+    page.wait_for_url(f"https://www.facebook.com{ACK_PATH}?**")  # the confirmation page
+    confirm = page.get_by_role("link", name="I understand", exact=True)
+    second = confirm.get_attribute("href") or ""
+    confirm.focus()
+    page.keyboard.press("Enter")  # the person's own, with the keyboard again
     page.wait_for_url("https://www.facebook.com/")
     proxy.wait_for_records(1, lambda r: r["event.action"] == "notice-acknowledged")
 
-    # Replays of the real link: by the person's browser, from another site's <img>.
+    # Replays of the real links: by the person's browser, from another site's <img>.
     page.wait_for_load_state()
-    for _ in range(3):
+    for replay in (link, second, second):
         try:
-            page.goto(f"https://www.facebook.com{link}", wait_until="commit")
+            page.goto(f"https://www.facebook.com{replay}", wait_until="commit")
         except BrowserError as e:  # the answer's redirect to "/" may overtake the commit
             assert "interrupted by another navigation" in str(e), e
         page.wait_for_load_state()
-    image = f'<img src="https://www.facebook.com{link}" alt="">'
+    image = f'<img src="https://www.facebook.com{second}" alt="">'
     upstream.route("news.test", "/img", Reply.html(html_page("Img", image)))
     page.goto("https://news.test/img")
     page.goto("https://news.test/")
@@ -1208,6 +1213,95 @@ def test_a_plain_http_page_cannot_acknowledge_with_the_link_it_read(session, ups
     peeked = report("peek")
     assert peeked["opened"] and peeked["seen"].startswith(("blocked", "empty")), peeked
     assert proxy.metric("auditproxy_notices_total", site="forum", event="acknowledged") == 0
+
+
+# The page's first script turns everything after it into a script's text (an unclosed
+# `<script type="text/plain">`), the notice included, which never forms its closed shadow
+# root: the script reads the link as text and follows it on the person's next click.
+SWALLOWER = (
+    '<script>document.write(\'<script type="text/plain" id="cap">\')</script>'
+    '</head><body></script><h1 id="title">Feed</h1><button id="ok">Accept cookies</button>'
+    "<script>(function () {"
+    " const text = (document.getElementById('cap') || {}).text || '';"
+    ' const m = text.match(/href="([^"]*acknowledge[^"]*)"/);'
+    " const ack = m ? m[1].replace(/&amp;/g, '&') : null;"
+    " document.title = ack ? 'read' : 'nothing';"
+    " if (ack) document.addEventListener('click', () => { location.href = ack; }, true);"
+    "})();</script></body></html>"
+)
+
+
+@pytest.mark.clock
+def test_a_script_that_reads_the_notice_as_text_cannot_acknowledge(session, upstream):
+    page, proxy = session.page, session.proxy
+    upstream.route("www.facebook.com", "/", Reply.html("<!doctype html><html><head>" + SWALLOWER))
+    page.goto("https://www.facebook.com/")
+    expect(page).to_have_title("read")  # the page's script did get the link
+    page.click("#ok")  # the person's ordinary click on the page
+    page.wait_for_url(f"https://www.facebook.com{ACK_PATH}?**")
+    expect(page.get_by_text(ENGLISH)).to_be_visible()  # the person sees the notice in full
+    page.goto("https://news.test/later")  # records go out in order: wait for this one's
+    proxy.wait_for_records(1, lambda r: r.get("url.path") == "/later")
+    assert "notice-acknowledged" not in [r["event.action"] for r in proxy.records()]
+
+
+# A monitored site's service worker with navigation preload: the preload request carries
+# the navigation's own headers, and the worker reads its answer. It reports each one.
+WORKER = """
+self.addEventListener("install", () => self.skipWaiting());
+self.addEventListener("activate", (e) => e.waitUntil((async () => {
+  await self.registration.navigationPreload.enable();
+  await self.clients.claim();
+})()));
+self.addEventListener("fetch", (e) => {
+  if (e.request.mode !== "navigate") return;
+  e.respondWith((async () => {
+    const preloaded = await e.preloadResponse;
+    const r = preloaded || await fetch(e.request);
+    const text = await r.clone().text();
+    const path = new URL(e.request.url).pathname;
+    await fetch("/r", { method: "POST", body: JSON.stringify({ path, preloaded: !!preloaded,
+                                                              status: r.status, text }) });
+    const m = text.match(/class="ack" href="([^"]*)"/);
+    if (m) return Response.redirect(new URL(m[1].replace(/&amp;/g, "&"), e.request.url).href, 302);
+    return r;
+  })());
+});
+"""
+INSTALL = html_page(
+    "Install",
+    '<p id="title">Install</p><script>navigator.serviceWorker.register("/sw.js")'
+    '.then(() => navigator.serviceWorker.ready).then(() => { document.title = "ready"; });'
+    "</script>",
+)
+
+
+@pytest.mark.clock
+def test_a_sites_service_worker_never_gets_the_proxys_pages(session, upstream):
+    page, proxy = session.page, session.proxy
+    upstream.route(
+        "forum.test", "/sw.js", Reply(200, WORKER.encode(), [("Content-Type", "text/javascript")])
+    )
+    upstream.route("forum.test", "/install", Reply.html(INSTALL))
+    upstream.route("forum.test", "/r", Reply(204))
+    upstream.route("forum.test", "/.well-known/", Reply(410, b"the site's own"), prefix=True)
+    page.goto("https://forum.test/install")
+    expect(notice(page)).to_be_visible()
+    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    expect(page).to_have_title("ready")
+    page.reload()
+    assert page.evaluate("navigator.serviceWorker.controller !== null")
+    for path in (link, "/.well-known/auditproxy/recorded"):
+        page.goto(f"https://forum.test{path}")
+    reports = [json.loads(r.body) for r in upstream.find(host="forum.test", path="/r")]
+    own = [r for r in reports if r["path"].startswith("/.well-known/")]
+    assert len(own) == 2 and all(r["preloaded"] for r in own), reports
+    assert [r["text"] for r in own] == ["the site's own"] * 2  # never the proxy's answer
+    preloads = upstream.find(host="forum.test")
+    assert [r for r in preloads if "service-worker-navigation-preload" in r.headers]
+    page.goto("https://news.test/later")
+    proxy.wait_for_records(1, lambda r: r.get("url.path") == "/later")
+    assert "notice-acknowledged" not in [r["event.action"] for r in proxy.records()]
 
 
 @pytest.mark.clock

@@ -41,6 +41,7 @@ import pytest
 import yaml
 
 from support import CertAuthority, ProxyClient, Reply, Upstream, free_port, wait_for_http
+from support.notice import confirmation_link
 
 pytestmark = [
     pytest.mark.e2e,
@@ -69,6 +70,8 @@ DOCUMENT = {
 }
 # The person's click on the notice's "I understand" (a navigation with their activation).
 CLICK = {**DOCUMENT, "Sec-Fetch-User": "?1", "Sec-Fetch-Site": "same-origin"}
+# ... and on the proxy's confirmation page (sandboxed: the browser says cross-site).
+CONFIRM_CLICK = {**CLICK, "Sec-Fetch-Site": "cross-site"}
 PAGE = "<!doctype html><html><head><title>{t}</title></head><body><p>{t}</p></body></html>"
 # Pages that are due the notice but cannot carry it safely (a CSP sandbox, no-transform,
 # a frameset, a charset that is not ASCII-compatible): one per monitored site, since the
@@ -206,7 +209,10 @@ def _drive_traffic(
     for link in _acknowledgement_links(text, policy_urls):
         url = urllib.parse.urljoin("http://www.facebook.com/", link)
         if urllib.parse.urlsplit(url).scheme == "http":
-            answer = client.get(url, CLICK)
+            confirm = client.get(url, CLICK)  # the proxy's confirmation page, then its link
+            assert confirm.status == 200, confirm.status
+            second = urllib.parse.urljoin(url, confirmation_link(confirm.body))
+            answer = client.get(second, CONFIRM_CLICK)
             acknowledged = acknowledged or answer.status < 400
     # monitor, decrypted HTTPS (a tunnel the proxy opens, counted by action monitor)
     assert tls_client.get("https://www.instagram.com/", DOCUMENT).status == 200

@@ -41,7 +41,7 @@ from auditproxy.sinks.records import ALLOWED_FIELDS
 from auditproxy.sinks.seal import FIELDS as CHAIN_FIELDS
 from support import ProxyClient, Response, Upstream
 from support.client import BufferedSocket, read_response
-from support.notice import CLICK, DOCUMENT, NOTICE
+from support.notice import CLICK, CONFIRM_CLICK, DOCUMENT, NOTICE, confirmation_link
 from support.proxy import AuditProxyProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -410,8 +410,14 @@ def test_acknowledgement_link_cannot_be_replayed(start_proxy, e2e_policy, upstre
         "http://www.facebook.com" + signed_link(proxy, "alice", day - timedelta(1), "/old"), CLICK
     )
     assert (yesterday.status, yesterday.headers.get("Location")) == (303, "/old")
+    # The notice's link opens the proxy's confirmation page; its own link acknowledges.
+    confirm = alice.get(f"http://www.facebook.com{link}", CLICK)
+    assert confirm.status == 200
+    assert "sandbox" in (confirm.headers.get("Content-Security-Policy") or "")
+    second = confirmation_link(confirm.body)
+    assert bob.get(f"http://www.facebook.com{second}", CONFIRM_CLICK).status == 403
     for _ in range(3):  # replayed: one acknowledgement record, however often
-        good = alice.get(f"http://www.facebook.com{link}", CLICK)
+        good = alice.get(f"http://www.facebook.com{second}", CONFIRM_CLICK)
         assert (good.status, good.headers["Location"]) == (303, "/groups/1?x=2")
 
     acknowledged = proxy.wait_for_records(1, lambda r: r["event.action"] == "notice-acknowledged")

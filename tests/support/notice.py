@@ -3,6 +3,9 @@ the oracle that takes it out again."""
 
 from __future__ import annotations
 
+import html
+import re
+
 from auditproxy.notice.insert import InjectResult
 
 # The headers a browser sends when a person opens a page (a top-level navigation).
@@ -14,8 +17,20 @@ DOCUMENT = {
 # The headers of a person's own click on a link of a page of the same site (what the proxy
 # asks of the acknowledgement link): a navigation with the person's activation.
 CLICK = {**DOCUMENT, "Sec-Fetch-User": "?1", "Sec-Fetch-Site": "same-origin"}
+# The person's click on "I understand" in the proxy's confirmation page: the page is an
+# opaque origin (sandboxed), so the browser calls the navigation cross-site.
+CONFIRM_CLICK = {**CLICK, "Sec-Fetch-Site": "cross-site"}
 # The notice in a page's bytes (the interface contract's element id).
 NOTICE = b'id="auditproxy-notice"'
+
+_CONFIRMATION = re.compile(rb'<a class="ack" href="([^"]+)"')
+
+
+def confirmation_link(page: bytes) -> str:
+    """The link of "I understand" in the proxy's confirmation page (one for all languages)."""
+    links = {html.unescape(m.decode("ascii")) for m in _CONFIRMATION.findall(page)}
+    assert len(links) == 1, f"not one confirmation link: {links}"
+    return links.pop()
 
 
 def undo(result: InjectResult) -> bytes:

@@ -1,28 +1,33 @@
 """The proxy's own paths on a monitored site: "I understand" and "what is recorded". Pure.
 
-    ACK_PATH     the signed acknowledgement link. It counts only for a top-level navigation
-                 the person made (`notice.navigation`), with a valid token for this person,
-                 scope, period, host and page; at most one `notice-acknowledged` record per
-                 person, scope and period however often it is followed (the state keeps
-                 the acknowledgement like a claim), and it claims the period's notice.
+    ACK_PATH     the signed acknowledgement link. It opens the confirmation page; that
+                 page's link acknowledges, for a top-level navigation the person made
+                 (`notice.navigation`), with valid tokens for this person, scope, period,
+                 host and page; at most one `notice-acknowledged` record per person, scope
+                 and period however often it is followed (the state keeps the
+                 acknowledgement like a claim), and it claims the period's notice.
                  Returns the person to the page (303), never elsewhere.
     RECORD_PATH  the page "what is recorded about me" (`notice.transparency`), for the
                  person asking only.
 
 The proxy answers these paths only where it shows the notice (`NoticeStage.applies`) and
-only to a top-level navigation (`navigation.is_top_level`); anything else (a script's
-`fetch()`, an image, a frame, a request without fetch metadata) goes on to the site as if
-there were no proxy, so no page can observe the proxy through them. Every page the proxy
+only to a top-level navigation (`navigation.is_top_level`) that no service worker asked
+for; anything else (a script's `fetch()`, an image, a frame, a request without fetch
+metadata, a service worker's navigation preload) goes on to the site as if there were no
+proxy, so no page can observe the proxy through them. Every page the proxy
 answers with here is sandboxed (an opaque origin: no script of the site can read it, even
 from a window it opened), cannot be framed and is not cached.
 
-A notice on a page without fetch metadata (plain http) may have been read by the page's
-own scripts (`fetch()` of the page, which looks like the person's navigation there). Its
-links point to the same host over https, where the browser sends fetch metadata, and its
-acknowledgement link (the return target is an `http://` URL: that is how it is known)
-does not acknowledge: it opens the proxy's confirmation page (`notice.confirmation`),
-whose own "I understand" carries a second token that only that page holds. The
-acknowledgement then returns to the http page.
+"I understand" takes two clicks. The notice's link carries the first token; it is in the
+page's bytes, which the page's own scripts may read (a `fetch()` of a plain-http page,
+markup that a script's `document.write` turns into text before the notice could form its
+closed shadow root) and could follow as a navigation on the person's next click anywhere,
+or which an overlay may hide under a decoy. So it never acknowledges: it opens the
+proxy's confirmation page (`notice.confirmation`), the notice in full, whose own link
+carries a second token that exists nowhere else. That page is sandboxed, unframeable, and
+never given to a service worker (`NoticeStage.answers`): no script of the site can read
+it. Links on a plain-http page point to the same host over https, where the browser sends
+fetch metadata; the acknowledgement then returns to the http page.
 """
 
 from __future__ import annotations
@@ -138,8 +143,9 @@ def acknowledge(
         return values[0] if len(values) == 1 else ""
 
     back = safe_return_target(one("r"), decision.host)
-    needs_confirmation = back is not None and not back.startswith("/")  # a plain-http page
-    why = person_navigation(headers, any_site=needs_confirmation)
+    # From anywhere: this link only opens the confirmation page; its own link comes from
+    # that page, an opaque origin, which the browser calls cross-site.
+    why = person_navigation(headers, any_site=True)
     if why is not None:
         logger.warning("refused an acknowledgement on %s: %s", decision.host, why)
         return _refused(policy)
@@ -153,14 +159,12 @@ def acknowledge(
     headers_out = {"Location": back, **_REDIRECT}
     if claimed.day != current.day:  # an earlier period's link just goes back to the page
         return Answer(303, headers_out)
-    if needs_confirmation:
-        confirmed = one("c")
-        if not confirmed:
-            link = _ack_path(claimed, back, token, keys.confirmation(token))
-            page = confirmation.render(texts, link, back)
-            return Answer(200, dict(confirmation.HEADERS), page)
-        if not hmac.compare_digest(keys.confirmation(token), confirmed):
-            return _invalid(policy, decision)
+    confirmed = one("c")
+    if not confirmed:
+        link = _ack_path(claimed, back, token, keys.confirmation(token))
+        return Answer(200, dict(confirmation.HEADERS), confirmation.render(texts, link, back))
+    if not hmac.compare_digest(keys.confirmation(token), confirmed):
+        return _invalid(policy, decision)
     first = state.claim(claimed.day, claimed.user, acknowledgement_scope(claimed.scope))
     state.claim(claimed.day, claimed.user, claimed.scope)  # the period's notice is done
     return Answer(303, headers_out, acknowledged_scope=claimed.scope if first else None)

@@ -10,10 +10,9 @@ read the flow, call these, and apply what they return.
                      (or the deadline passes), give the claim back and say why, so the
                      next page tries again. `deliver` does both in the caller's thread.
     error            `give_back`: the page failed after the notice went in.
-    requestheaders   `own_path`: the proxy's own paths on the page's origin (`ownpaths`):
-                     the signed acknowledgement link and the page "what is recorded about
-                     me", answered by the proxy itself, only where the notice applies and
-                     only to a top-level navigation (`answers`).
+    requestheaders   `own_path`: the proxy's own paths on the page's origin (`ownpaths`),
+                     answered by the proxy itself where the notice applies, to top-level
+                     navigations only (`answers`).
 
 Only a certain top-level page (fetch metadata: `Sec-Fetch-Dest: document`) claims the
 period. A page without fetch metadata (plain HTTP, where a frame looks like a page) may
@@ -278,8 +277,9 @@ class NoticeStage:
 
     @staticmethod
     def answers(headers: Headers) -> bool:
-        """Only a top-level navigation gets the proxy's own answer; the rest is the site's."""
-        return is_top_level(headers)
+        """Only a top-level navigation gets the proxy's own answer, and not one a service
+        worker preloads (the site's worker reads that answer); the rest is the site's."""
+        return is_top_level(headers) and b"service-worker-navigation-preload" not in headers
 
     def own_path(
         self, engine: Engine, decision: Decision, path: str, headers: Headers
