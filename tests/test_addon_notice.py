@@ -16,7 +16,14 @@ from auditproxy.notice.banner import STYLE_HASH
 from auditproxy.notice.keys import ACK_PATH, safe_return_path
 from support import zstd
 from support.harness import HTML, PAGE, harness_for
-from support.notice import CLICK, CONFIRM_CLICK, DOCUMENT, NOTICE, confirmation_link
+from support.notice import (
+    CLICK,
+    CONFIRM_CLICK,
+    DOCUMENT,
+    NOTICE,
+    confirmation_link,
+    time_to_read,
+)
 from support.paths import POLICIES
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -320,6 +327,7 @@ def test_acknowledgement_records_and_returns_to_the_page(harness):
     assert confirm.response.status_code == 200  # the confirmation page: nothing recorded yet
     assert harness.records("notice-acknowledged") == []
     second = confirmation_link(confirm.response.content)
+    time_to_read(harness)
     f = harness.flow("http://www.facebook.com" + second, headers=CONFIRM_CLICK)
     harness.exchange(f)
     assert f.response.status_code == 303

@@ -13,8 +13,16 @@ import pytest
 from mitmproxy import http
 
 from auditproxy.notice.keys import ACK_PATH, RECORD_PATH
+from auditproxy.notice.ownpaths import READING_SECONDS
 from support.harness import HTML, PAGE, harness_for
-from support.notice import CLICK, CONFIRM_CLICK, DOCUMENT, NOTICE, confirmation_link
+from support.notice import (
+    CLICK,
+    CONFIRM_CLICK,
+    DOCUMENT,
+    NOTICE,
+    confirmation_link,
+    time_to_read,
+)
 from support.paths import POLICIES
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -54,6 +62,7 @@ def say_i_understand(harness, link: str, client: str = "10.1.2.3") -> http.HTTPF
     confirm = harness.exchange(harness.flow(url, client=client, headers=CLICK))
     assert confirm.response.status_code == 200, confirm.response.status_code
     second = "https://www.facebook.com" + confirmation_link(confirm.response.content)
+    time_to_read(harness)
     return harness.exchange(harness.flow(second, client=client, headers=CONFIRM_CLICK))
 
 
@@ -113,9 +122,10 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
     assert b"Use is monitored." in confirm.response.content  # the full text
     assert b"http://www.facebook.com:8080/groups/1?x=2" in confirm.response.content  # back
     second = confirmation_link(confirm.response.content)
+    time_to_read(harness)
     assert (
         second.startswith(ACK_PATH + "?")
-        and second.partition("&c=")[0] == link.partition("https://www.facebook.com")[2]
+        and second.partition("&i=")[0] == link.partition("https://www.facebook.com")[2]
     )
     # The person's click there: from the sandboxed page the browser says cross-site.
     f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=CONFIRM_CLICK))
@@ -134,17 +144,41 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
         pytest.param(lambda link: link.replace("&c=", "&c=0"), 403, id="forged second token"),
         pytest.param(lambda link: link + "&c=0", 200, id="two second tokens"),
         pytest.param(lambda link: link.replace("&t=", "&t=0"), 403, id="forged first token"),
-        pytest.param(lambda link: link.partition("&c=")[0], 200, id="first step again"),
+        pytest.param(lambda link: link.partition("&i=")[0], 200, id="first step again"),
+        pytest.param(lambda link: re.sub(r"i=(\d+)", lambda m: f"i={int(m[1]) - 5000}", link),
+                     403, id="an earlier time"),
+        pytest.param(lambda link: link.replace("&i=", "&i=x"), 403, id="no time"),
     ],
-)
+)  # fmt: skip
 def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, status):
     link = ack_link(harness.page("http://www.facebook.com/a", request_headers=PLAIN))
     second = confirmation_link(
         harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
     )
+    time_to_read(harness)
     f = harness.flow("https://www.facebook.com" + change(second), headers=CONFIRM_CLICK)
     assert harness.exchange(f).response.status_code == status
     assert acknowledged(harness) == []
+
+
+def test_a_click_quicker_than_reading_gets_the_confirmation_page_again(harness):
+    """A decoy double-click: the first press opens the confirmation page, the second lands
+    on its "I understand" a fraction of a second later. Nobody reads that fast."""
+    clock = Clock(2026, 5, 4, 9)
+    harness.addon.runtime.calendar.clock = clock
+    link = ack_link(harness.page("https://www.facebook.com/a"))
+    confirm = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=CLICK))
+    second = confirmation_link(confirm.response.content)
+    clock.now += READING_SECONDS - 0.2  # the second press of a double-click, or a reflex
+    again = harness.exchange(
+        harness.flow("https://www.facebook.com" + second, headers=CONFIRM_CLICK)
+    )
+    assert again.response.status_code == 200 and acknowledged(harness) == []
+    fresh = confirmation_link(again.response.content)  # issued now: the time starts again
+    assert fresh != second
+    clock.now += READING_SECONDS + 0.5
+    f = harness.exchange(harness.flow("https://www.facebook.com" + fresh, headers=CONFIRM_CLICK))
+    assert f.response.status_code == 303 and len(acknowledged(harness)) == 1
 
 
 @pytest.mark.parametrize(
@@ -162,6 +196,7 @@ def test_the_confirmation_click_must_be_the_persons(harness, headers):
     second = confirmation_link(
         harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
     )
+    time_to_read(harness)
     f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=headers))
     assert f.response.status_code != 303 and acknowledged(harness) == []
     assert b"auditproxy" not in (f.response.content or b"")  # nothing about us to read

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from auditproxy.notice.banner import STYLE_HASH
+from auditproxy.notice.ownpaths import READING_SECONDS
 from support import Reply, Upstream
 from support.browser import VIEWPORT, ProxiedChromium, make_proxy_ca, unavailable
 from support.paths import EXAMPLE_POLICY, REPO
@@ -226,6 +227,12 @@ def assert_notice_shown(page: Page) -> None:
     expect(shown(page, "summary")).to_have_text(SUMMARIES, use_inner_text=True)
     expect(shown(page, "strong")).to_have_text(["Reminder", "Rappel"])
     expect(shown_text(page, ENGLISH)).to_have_count(0)  # the full text: one activation away
+
+
+def read_it(page: Page) -> None:
+    """The person reads the confirmation page before its "I understand" (the proxy takes a
+    quicker click for a decoy's double-click and shows the page again)."""
+    page.wait_for_timeout((READING_SECONDS + 0.3) * 1000)
 
 
 def assert_no_notice(page: Page) -> None:
@@ -548,6 +555,7 @@ def test_acknowledgement_link_returns_to_the_same_page(session, upstream, url, l
     expect(page.get_by_text(FRENCH)).to_be_visible()
     labels = dict(category="social", site=site, event="acknowledged")
     assert proxy.metric("auditproxy_notices_total", **labels) == 0
+    read_it(page)
     page.get_by_role("link", name=link, exact=True).click()
     page.wait_for_url(url.partition("#")[0])
 
@@ -1114,6 +1122,7 @@ def test_a_page_script_cannot_acknowledge_and_replays_count_once(session, upstre
     page.wait_for_url(f"https://www.facebook.com{ACK_PATH}?**")  # the confirmation page
     confirm = page.get_by_role("link", name="I understand", exact=True)
     second = confirm.get_attribute("href") or ""
+    read_it(page)
     confirm.focus()
     page.keyboard.press("Enter")  # the person's own, with the keyboard again
     page.wait_for_url("https://www.facebook.com/")

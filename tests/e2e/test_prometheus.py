@@ -40,6 +40,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from auditproxy.notice.ownpaths import READING_SECONDS
 from support import CertAuthority, ProxyClient, Reply, Upstream, free_port, wait_for_http
 from support.notice import confirmation_link
 
@@ -212,6 +213,7 @@ def _drive_traffic(
             confirm = client.get(url, CLICK)  # the proxy's confirmation page, then its link
             assert confirm.status == 200, confirm.status
             second = urllib.parse.urljoin(url, confirmation_link(confirm.body))
+            time.sleep(READING_SECONDS + 0.2)  # the person reads it before "I understand"
             answer = client.get(second, CONFIRM_CLICK)
             acknowledged = acknowledged or answer.status < 400
     # monitor, decrypted HTTPS (a tunnel the proxy opens, counted by action monitor)

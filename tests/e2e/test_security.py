@@ -37,6 +37,7 @@ import yaml
 
 from auditproxy.decide.identity import load_key
 from auditproxy.notice.keys import ACK_PATH, NoticeKeys, Visit
+from auditproxy.notice.ownpaths import READING_SECONDS
 from auditproxy.sinks.records import ALLOWED_FIELDS
 from auditproxy.sinks.seal import FIELDS as CHAIN_FIELDS
 from support import ProxyClient, Response, Upstream
@@ -415,6 +416,7 @@ def test_acknowledgement_link_cannot_be_replayed(start_proxy, e2e_policy, upstre
     assert confirm.status == 200
     assert "sandbox" in (confirm.headers.get("Content-Security-Policy") or "")
     second = confirmation_link(confirm.body)
+    time.sleep(READING_SECONDS + 0.2)  # the person reads it (a quicker click: the page again)
     assert bob.get(f"http://www.facebook.com{second}", CONFIRM_CLICK).status == 403
     for _ in range(3):  # replayed: one acknowledgement record, however often
         good = alice.get(f"http://www.facebook.com{second}", CONFIRM_CLICK)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 
 from auditproxy.notice.insert import InjectResult
+from auditproxy.notice.ownpaths import READING_SECONDS
 
 # The headers a browser sends when a person opens a page (a top-level navigation).
 DOCUMENT = {
@@ -24,6 +26,14 @@ CONFIRM_CLICK = {**CLICK, "Sec-Fetch-Site": "cross-site"}
 NOTICE = b'id="auditproxy-notice"'
 
 _CONFIRMATION = re.compile(rb'<a class="ack" href="([^"]+)"')
+
+
+def time_to_read(harness: Any) -> None:
+    """The person reads the confirmation page before clicking its "I understand" (a
+    quicker click gets the page again): the proxy's clock moves on in an add-on test."""
+    calendar = harness.addon.runtime.calendar
+    clock = calendar.clock
+    calendar.clock = lambda: clock() + READING_SECONDS + 1
 
 
 def confirmation_link(page: bytes) -> str:

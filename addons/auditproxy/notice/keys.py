@@ -63,11 +63,12 @@ class NoticeKeys:
         message = "\0".join((visit.user, str(visit.day.toordinal()), visit.scope, host, path))
         return hmac.new(self._token_key, message.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def confirmation(self, token: str) -> str:
-        """The second token of a link that needs the person's confirmation: it appears only
-        in the proxy's confirmation page (an opaque origin no script can read), so having
-        it shows that the person clicked there."""
-        return hmac.new(self._confirm_key, token.encode(), hashlib.sha256).hexdigest()[:32]
+    def confirmation(self, token: str, issued_ms: int) -> str:
+        """The second token, of the confirmation page's own link: it appears only in that
+        page (an opaque origin no script can read), so having it shows that the person
+        clicked there. It signs when the page was made (`issued_ms`, the proxy's clock)."""
+        message = f"{token}\0{issued_ms}".encode()
+        return hmac.new(self._confirm_key, message, hashlib.sha256).hexdigest()[:32]
 
 
 def scope_of(decision: Decision, scope: NoticeScope) -> str:

@@ -112,8 +112,23 @@ def ack_link(keys: NoticeKeys, visit: Visit, host: str, back: str, base: str) ->
 def _ack_path(visit: Visit, back: str, token: str, confirmed: str = "") -> str:
     return (
         f"{ACK_PATH}?r={quote(back, safe='')}&d={visit.day.toordinal()}"
-        f"&s={quote(visit.scope, safe='')}&t={token}" + (f"&c={confirmed}" if confirmed else "")
+        f"&s={quote(visit.scope, safe='')}&t={token}" + (f"&{confirmed}" if confirmed else "")
     )
+
+
+# The least time between the confirmation page and its "I understand": a site that opens
+# the page under a decoy double-click (the second press lands on "I understand") is
+# faster; a person who reads is not. A quicker click just gets the page again.
+READING_SECONDS = 1.0
+
+
+def _confirmation_page(
+    keys: NoticeKeys, visit: Visit, back: str, token: str, texts: Sequence[BannerText], now: float
+) -> Answer:
+    issued = int(now * 1000)
+    confirmed = f"i={issued}&c={keys.confirmation(token, issued)}"
+    page = confirmation.render(texts, _ack_path(visit, back, token, confirmed), back)
+    return Answer(200, dict(confirmation.HEADERS), page)
 
 
 def _refused(policy: Policy, status: int = 403) -> Answer:
@@ -129,9 +144,10 @@ def acknowledge(
     path: str,
     headers: Headers,
     texts: Sequence[BannerText] = (),
+    now: float = 0.0,
 ) -> Answer:
     """The answer to the acknowledgement link (`current`: this person's visit now;
-    `texts`: their notice, for the confirmation page).
+    `texts`: their notice, for the confirmation page; `now`: the proxy's clock).
 
     `acknowledged_scope` is set only for the first valid acknowledgement of this person,
     scope and period; a replay, a refused or a stale link gets an ordinary access record.
@@ -159,12 +175,16 @@ def acknowledge(
     headers_out = {"Location": back, **_REDIRECT}
     if claimed.day != current.day:  # an earlier period's link just goes back to the page
         return Answer(303, headers_out)
-    confirmed = one("c")
+    confirmed, issued = one("c"), one("i")
     if not confirmed:
-        link = _ack_path(claimed, back, token, keys.confirmation(token))
-        return Answer(200, dict(confirmation.HEADERS), confirmation.render(texts, link, back))
-    if not hmac.compare_digest(keys.confirmation(token), confirmed):
+        return _confirmation_page(keys, claimed, back, token, texts, now)
+    if not issued.isdigit() or not hmac.compare_digest(
+        keys.confirmation(token, int(issued)), confirmed
+    ):
         return _invalid(policy, decision)
+    if now - int(issued) / 1000 < READING_SECONDS:
+        logger.info("an acknowledgement on %s came too quickly: the page again", decision.host)
+        return _confirmation_page(keys, claimed, back, token, texts, now)
     first = state.claim(claimed.day, claimed.user, acknowledgement_scope(claimed.scope))
     state.claim(claimed.day, claimed.user, claimed.scope)  # the period's notice is done
     return Answer(303, headers_out, acknowledged_scope=claimed.scope if first else None)

@@ -287,13 +287,12 @@ class NoticeStage:
         """The answer to one of the proxy's own paths on a site where the notice applies
         (`applies`), for a top-level navigation (`answers`); it never reaches the site. A
         `Work` is the answer made off the event loop."""
-        assert self.keys is not None
-        current = self.visit(engine, decision)
-        which = ownpaths.own_path(path)
+        assert self.keys is not None and self.calendar is not None
+        current, which = self.visit(engine, decision), ownpaths.own_path(path)
         if which == ACK_PATH:
-            texts = wording(engine, decision).ordered_texts()
+            texts, now = wording(engine, decision).ordered_texts(), self.calendar.clock()
             return ownpaths.acknowledge(
-                self.keys, self.state, engine.policy, decision, current, path, headers, texts
+                self.keys, self.state, engine.policy, decision, current, path, headers, texts, now
             )
         if which == RECORD_PATH:
             return ownpaths.record_page(self.state, engine.policy, decision, current, headers)
