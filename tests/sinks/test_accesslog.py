@@ -206,6 +206,35 @@ def test_privacy_filter_alone():
     assert enforce(None, "info", {"url.path": "/x?y"}) == {"url.path": "/x"}
 
 
+@pytest.mark.parametrize("settings", [PRIVATE, OPEN])
+@pytest.mark.parametrize("chained", [False, True])
+def test_emit_writes_what_the_processors_write(engine, tmp_path, monkeypatch, settings, chained):
+    """`emit` does the processors' work in one go: the same bytes, line for line (an
+    error record, a user name outside ASCII, a field the allow-list drops, and one that
+    holds a key the processors write themselves, which goes through them)."""
+    from auditproxy.sinks import accesslog
+    from auditproxy.sinks.chain import LogChain
+
+    monkeypatch.setattr(accesslog.time, "time", lambda: 1_764_400_000.123)
+    decision = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="\u00e9\u2028")
+    records = [
+        access_event(decision, exchange()),
+        access_event(decision, exchange(status=None, error="reset by peer?x=1")),
+        {**tunnel_event(decision, 443, "10.0.0.1"), "cookie": "SECRET"},
+        {"event.action": "access", "message": "kept where it is", "url.path": "/a?b"},
+    ]
+    lines = []
+    for how in ("emit", "emit_through_processors"):
+        path = tmp_path / f"{how}.log"
+        chain = LogChain(KEY, chain_id="0123456789abcdef") if chained else None
+        log = AccessLog(LogSink(str(path), Outcomes()), settings, chain)
+        for fields in records:
+            getattr(log, how)(dict(fields))
+        lines.append(path.read_bytes())
+    assert lines[0] == lines[1]
+    assert b"SECRET" not in lines[0] and b"\\u00e9" in lines[0]
+
+
 def test_timestamp_processor_cache_moves_on():
     first = add_timestamp(None, "info", {})["@timestamp"]
     assert first.endswith("Z") and len(first) == 24

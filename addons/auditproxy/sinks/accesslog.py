@@ -7,9 +7,11 @@ bodies, cookies or credentials) -> structlog's `JSONRenderer` (with orjson, ASCI
 -> the hash chain (`sinks.chain.LogChain`: numbers and seals the exact line) -> the file
 (`sinks.logfile.LogSink`).
 
-`AccessLog.emit` runs the processors itself, as structlog's bound logger would, without
-the bound logger's copies of the record (a record is 25-35 fields; the bound logger copied
-them four times, 8 us of the 26 us a record cost: bench/RESULTS.md, issue #16).
+`AccessLog.emit` does what that chain does in one function, without the calls between
+the steps (issue #16): the record goes as bytes from orjson to the file, sealed as bytes,
+never decoded and encoded again. The processors stay the reference: a record that holds a
+key the chain writes itself (`@timestamp`, `message`, `event`) goes through them, and
+tests/sinks/test_accesslog.py checks that both write the same bytes.
 """
 
 from __future__ import annotations
@@ -50,6 +52,16 @@ class _SecondCache:
     text = ""
 
 
+def timestamp() -> str:
+    """Now, as `@timestamp`: milliseconds, UTC; the seconds formatted once a second."""
+    now = time.time()
+    second = int(now)
+    if second != _SecondCache.second:
+        _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _SecondCache.second = second
+    return f"{_SecondCache.text}.{int((now - second) * 1000):03d}Z"
+
+
 def add_timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
     """`@timestamp`, first in the line (people read logs too), in milliseconds, UTC.
 
@@ -57,16 +69,22 @@ def add_timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
     datetime on every call: 4.8 us against 0.7 us here, which formats the seconds once a
     second (bench/test_micro.py::test_timestamp_processors; bench/RESULTS.md). A record
     that already holds the key (`AccessLog` places it first) keeps its place."""
-    now = time.time()
-    second = int(now)
-    if second != _SecondCache.second:
-        _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _SecondCache.second = second
-    stamp = f"{_SecondCache.text}.{int((now - second) * 1000):03d}Z"
+    stamp = timestamp()
     if "@timestamp" in event:
         event["@timestamp"] = stamp
         return event
     return {"@timestamp": stamp, **event}
+
+
+def render_bytes(event: EventDict) -> bytes:
+    """`render_json`, as the ASCII bytes written."""
+    try:
+        data = orjson.dumps(event, default=str)
+    except TypeError:
+        data = b"\x80"  # not ASCII: the standard library's turn
+    if data.isascii():
+        return data
+    return json.dumps(event, ensure_ascii=True, separators=(",", ":"), default=str).encode()
 
 
 def render_json(event: EventDict, **_options: Any) -> str:
@@ -75,25 +93,25 @@ def render_json(event: EventDict, **_options: Any) -> str:
     record that holds anything orjson would write as raw UTF-8 or cannot encode (an
     integer past 64 bits). ASCII only, so that no character a reader might take for a
     line break (U+2028, U+0085) reaches the file unescaped: no line injection."""
-    try:
-        data = orjson.dumps(event, default=str)
-    except TypeError:
-        data = b"\x80"  # not ASCII: the standard library's turn
-    if data.isascii():
-        return data.decode("ascii")
-    return json.dumps(event, ensure_ascii=True, separators=(",", ":"), default=str)
+    return render_bytes(event).decode("ascii")
 
 
-def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventDict], EventDict]:
-    """The last word on what a record may hold, whatever the code before it put there."""
-    dropped = set()
-    if not settings.source_ip:
-        dropped.add("source.ip")
-    if not settings.url_path:
-        dropped.add("url.path")
-    allowed = ALLOWED_FIELDS - dropped
+class PrivacyFilter:
+    """The last word on what a record may hold, whatever the code before it put there: the
+    fields of `allowed` only, and `url.path` without its query (`strip_query`)."""
 
-    def enforce_privacy(_logger: Any, _method: str, event: EventDict) -> EventDict:
+    __slots__ = ("allowed",)
+
+    def __init__(self, settings: LoggingSettings) -> None:
+        dropped = set()
+        if not settings.source_ip:
+            dropped.add("source.ip")
+        if not settings.url_path:
+            dropped.add("url.path")
+        self.allowed = ALLOWED_FIELDS - dropped
+
+    def __call__(self, _logger: Any, _method: str, event: EventDict) -> EventDict:
+        allowed = self.allowed
         if not event.keys() <= allowed:
             for key in [k for k in event if k not in allowed]:
                 del event[key]
@@ -102,7 +120,10 @@ def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventD
             event["url.path"] = strip_query(path)
         return event
 
-    return enforce_privacy
+
+def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventDict], EventDict]:
+    """The last word on what a record may hold, whatever the code before it put there."""
+    return PrivacyFilter(settings)
 
 
 def processors(
@@ -120,6 +141,10 @@ def processors(
     ]
 
 
+# Keys the processors write themselves: a record's fields that hold one go through them.
+RESERVED = frozenset({"@timestamp", "message", "event"})
+
+
 class AccessLog:
     """The configured processors, the file's hash chain and the file. `emit` takes a
     record's fields."""
@@ -131,6 +156,7 @@ class AccessLog:
         self.settings = settings
         self.chain = chain
         self._processors = tuple(processors(settings, chain))
+        self._privacy = PrivacyFilter(settings)
         # Every record starts as this: `@timestamp` first, then the constants.
         self._template = {"@timestamp": "", **ECS_CONSTANTS}
 
@@ -141,6 +167,24 @@ class AccessLog:
         return AccessLog(self.sink, settings, self.chain)
 
     def emit(self, fields: dict) -> None:
+        """The processors' work in one go (the same bytes as `emit_through_processors`)."""
+        if not RESERVED.isdisjoint(fields):
+            self.emit_through_processors(fields)
+            return
+        try:
+            event = {**self._template, **fields}
+            event["@timestamp"] = timestamp()  # add_timestamp: first, as in the template
+            event["message"] = fields["event.action"]  # EventRenamer("message"): last
+            data = render_bytes(self._privacy(None, "info", event))
+            if self.chain is not None:
+                data = self.chain.seal(data)
+            self.sink.write_bytes(data)
+        except Exception:
+            self.sink.lost()  # a processor failed: still counted once (then a fault)
+            raise
+
+    def emit_through_processors(self, fields: dict) -> None:
+        """A record through the processors one after the other, as structlog would."""
         try:
             event: Any = {**self._template, **fields, "event": fields["event.action"]}
             for processor in self._processors:

@@ -90,13 +90,14 @@ class LogChain:
         self.chain = chain
         self._sequence = sequence
         self._previous_hash = digest.encode("ascii")
-        self._chain_field = f',"labels.log_chain":"{chain}"'
+        self._chain_field = f',"labels.log_chain":"{chain}"'.encode()
         self._start, self._previous = start, previous
-        self._first = ""
+        self._first = b""
         if start is not None:
-            self._first = f',"{START}":{json.dumps(start)}'
+            first = f',"{START}":{json.dumps(start)}'
             if previous is not None:
-                self._first += f',"{PREVIOUS}":{json.dumps(previous)}'
+                first += f',"{PREVIOUS}":{json.dumps(previous)}'
+            self._first = first.encode()
         self._dirty = True
 
     # ----------------------------------------------------------------- construction
@@ -188,17 +189,26 @@ class LogChain:
 
     def __call__(self, _logger: Any, _method: str, line: str) -> str:
         """Seal one rendered record (a JSON object on one line)."""
+        return self.seal(line.encode()).decode()
+
+    def seal(self, line: bytes) -> bytes:
+        """Seal one rendered record, as the bytes written (ASCII JSON on one line)."""
         self._sequence += 1
-        body = f'{line[:-1]},"event.sequence":{self._sequence}{self._chain_field}{self._first}'
+        body = b'%b,"event.sequence":%d%b%b' % (
+            line[:-1],
+            self._sequence,
+            self._chain_field,
+            self._first,
+        )
         if self._first:
-            self._first = ""
+            self._first = b""
             self._start = self._previous = None
         if len(line) == 2:  # "{}": no member before ours
-            body = "{" + body[2:]
-        digest = self._mac(self._previous_hash, (body + "}").encode())
-        self._previous_hash = digest.encode("ascii")
+            body = b"{" + body[2:]
+        digest = self._mac.seal(self._previous_hash, body)
+        self._previous_hash = digest
         self._dirty = True
-        return f'{body},"event.hash":"{digest}"}}'
+        return b'%b,"event.hash":"%b"}' % (body, digest)
 
     @property
     def sequence(self) -> int:
