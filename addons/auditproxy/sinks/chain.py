@@ -92,12 +92,10 @@ class LogChain:
         self._previous_hash = digest.encode("ascii")
         self._chain_field = f',"labels.log_chain":"{chain}"'.encode()
         self._start, self._previous = start, previous
-        self._first = b""
-        if start is not None:
-            first = f',"{START}":{json.dumps(start)}'
-            if previous is not None:
-                first += f',"{PREVIOUS}":{json.dumps(previous)}'
-            self._first = first.encode()
+        first = f',"{START}":{json.dumps(start)}' if start is not None else ""
+        if start is not None and previous is not None:
+            first += f',"{PREVIOUS}":{json.dumps(previous)}'
+        self._first = first.encode()
         self._dirty = True
 
     # ----------------------------------------------------------------- construction
@@ -188,25 +186,18 @@ class LogChain:
     # ----------------------------------------------------------------- the processor
 
     def __call__(self, _logger: Any, _method: str, line: str) -> str:
-        """Seal one rendered record (a JSON object on one line)."""
-        return self.seal(line.encode()).decode()
+        return self.seal(line.encode()).decode()  # the processor: str in, str out
 
     def seal(self, line: bytes) -> bytes:
         """Seal one rendered record, as the bytes written (ASCII JSON on one line)."""
-        self._sequence += 1
-        body = b'%b,"event.sequence":%d%b%b' % (
-            line[:-1],
-            self._sequence,
-            self._chain_field,
-            self._first,
-        )
+        sequence = self._sequence = self._sequence + 1
+        body = b'%b,"event.sequence":%d' % (line[:-1], sequence) + self._chain_field + self._first
         if self._first:
             self._first = b""
             self._start = self._previous = None
         if len(line) == 2:  # "{}": no member before ours
             body = b"{" + body[2:]
-        digest = self._mac.seal(self._previous_hash, body)
-        self._previous_hash = digest
+        digest = self._previous_hash = self._mac.seal(self._previous_hash, body)
         self._dirty = True
         return b'%b,"event.hash":"%b"}' % (body, digest)
 

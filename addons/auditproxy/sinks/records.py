@@ -113,7 +113,26 @@ def url_domain(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+# The rule fields of recent decisions (`Engine.decide` remembers its decisions: the same
+# object comes back for every request of a person to a site), by the decision's identity;
+# the decision is held with them, so the identity cannot be another's. Event loop only.
+_RULE_FIELDS: dict[int, tuple[Decision, dict[str, Any]]] = {}
+RULE_FIELDS_LIMIT = 4096
+
+
 def rule_fields(decision: Decision) -> dict[str, Any]:
+    """The policy's and the person's fields (a fresh dict): made once per decision."""
+    found = _RULE_FIELDS.get(id(decision))
+    if found is not None and found[0] is decision:
+        return found[1].copy()
+    fields = _rule_fields(decision)
+    if len(_RULE_FIELDS) >= RULE_FIELDS_LIMIT:
+        _RULE_FIELDS.clear()
+    _RULE_FIELDS[id(decision)] = (decision, fields)
+    return fields.copy()
+
+
+def _rule_fields(decision: Decision) -> dict[str, Any]:
     match = decision.match
     fields: dict[str, Any] = {
         "rule.ruleset": decision.ruleset,
