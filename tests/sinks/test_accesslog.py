@@ -240,6 +240,44 @@ def test_emit_writes_what_the_processors_write(engine, tmp_path, monkeypatch, se
     assert b"SECRET" not in lines[0] and b"\\u00e9" in lines[0]
 
 
+@pytest.mark.parametrize("settings", [PRIVATE, OPEN])
+@pytest.mark.parametrize("chained", [False, True])
+def test_emit_access_writes_what_emit_writes(engine, tmp_path, monkeypatch, settings, chained):
+    """`emit_access` splices the decision's part, rendered once, with the request's: the
+    same bytes as `emit(access_event(...))` (ASCII or not, errors, refusals, blocks, a
+    field the allow-list drops, the same decision twice)."""
+    from auditproxy.sinks import accesslog
+    from auditproxy.sinks.chain import LogChain
+    from auditproxy.sinks.records import request_fields
+
+    monkeypatch.setattr(accesslog.time, "time", lambda: 1_764_400_000.5)
+    plain = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="alice")
+    accented = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="\u00e9")
+    refused = plain.refused("loopback")
+    cases = [
+        (plain, exchange(), "access"),
+        (plain, exchange(path="/caf\u00e9?q=1"), "access"),
+        (accented, exchange(), "access"),
+        (plain, exchange(status=None, error="reset", destination=("10.9.9.9", 80)), "access"),
+        (refused, exchange(), "refused"),
+        (plain, exchange(status=403), "blocked"),
+        (plain, exchange(response_bytes=2**70), "access"),  # past orjson's integers
+    ]
+    lines = []
+    for how in ("emit", "emit_access"):
+        path = tmp_path / f"{how}.log"
+        chain = LogChain(KEY, chain_id="0123456789abcdef") if chained else None
+        log = AccessLog(LogSink(str(path), Outcomes()), settings, chain)
+        for decision, exch, action in cases:
+            if how == "emit":
+                log.emit(access_event(decision, exch, action))
+            else:
+                log.emit_access(decision, request_fields(decision, exch, action))
+        lines.append(path.read_bytes())
+    assert lines[0] == lines[1]
+    assert lines[0].count(b"\n") == len(cases)
+
+
 def test_timestamp_processor_cache_moves_on():
     first = add_timestamp(None, "info", {})["@timestamp"]
     assert first.endswith("Z") and len(first) == 24

@@ -26,11 +26,12 @@ import orjson
 import structlog
 
 from auditproxy import __version__
+from auditproxy.decide.decision import Decision
 from auditproxy.policy.model import LoggingSettings
 from auditproxy.sinks.chain import LogChain
 from auditproxy.sinks.logfile import LogSink
 from auditproxy.sinks.paths import strip_query
-from auditproxy.sinks.records import ALLOWED_FIELDS, DATASET, ECS_VERSION
+from auditproxy.sinks.records import ALLOWED_FIELDS, DATASET, ECS_VERSION, rule_fields
 
 EventDict = MutableMapping[str, Any]
 
@@ -143,6 +144,17 @@ def processors(
 
 # Keys the processors write themselves: a record's fields that hold one go through them.
 RESERVED = frozenset({"@timestamp", "message", "event"})
+PREFIX_LIMIT = 4096  # decisions whose rendered part `AccessLog` remembers
+
+
+class _Prefix:
+    """A decision's part of its access records, rendered: the constants and its rule
+    fields, as they appear in the line between `@timestamp` and the request's fields."""
+
+    __slots__ = ("decision", "json", "keys")
+
+    def __init__(self, decision: Decision, json_: bytes | None, keys: frozenset[str]) -> None:
+        self.decision, self.json, self.keys = decision, json_, keys
 
 
 class AccessLog:
@@ -159,6 +171,7 @@ class AccessLog:
         self._privacy = PrivacyFilter(settings)
         # Every record starts as this: `@timestamp` first, then the constants.
         self._template = {"@timestamp": "", **ECS_CONSTANTS}
+        self._prefixes: dict[int, _Prefix] = {}  # by the decision's identity (event loop)
 
     def with_settings(self, settings: LoggingSettings) -> AccessLog:
         """The same file and hash chain under a reloaded policy's logging settings."""
@@ -182,6 +195,61 @@ class AccessLog:
         except Exception:
             self.sink.lost()  # a processor failed: still counted once (then a fault)
             raise
+
+    def emit_access(self, decision: Decision, request: dict) -> None:
+        """`emit(access_event(...))`, byte for byte (`request`: `records.request_fields`),
+        with the decision's part rendered once per decision: the line is spliced from it,
+        the request's fields (through the allow-list and orjson) and the message. Any
+        record the splice could get wrong (a decision's part outside ASCII, a field in
+        both parts, a reserved key, orjson refusing a value) goes the whole way."""
+        prefix = self._prefix(decision)
+        if (
+            prefix.json is None
+            or not prefix.keys.isdisjoint(request)
+            or not RESERVED.isdisjoint(request)
+        ):
+            self.emit({**rule_fields(decision), **request})
+            return
+        try:
+            # The allow-list works field by field (and cuts `url.path` again, to the same).
+            part = orjson.dumps(self._privacy(None, "info", request), default=str)
+            message = orjson.dumps(request["event.action"])
+        except TypeError:
+            part = message = b"\x80"
+        if not (part.isascii() and message.isascii()):
+            self.emit({**rule_fields(decision), **request})
+            return
+        try:
+            data = b'{"@timestamp":"%b",%b,%b,"message":%b}' % (
+                timestamp().encode(),
+                prefix.json,
+                part[1:-1],
+                message,
+            )
+            if self.chain is not None:
+                data = self.chain.seal(data)
+            self.sink.write_bytes(data)
+        except Exception:
+            self.sink.lost()
+            raise
+
+    def _prefix(self, decision: Decision) -> _Prefix:
+        found = self._prefixes.get(id(decision))
+        if found is not None and found.decision is decision:
+            return found
+        fields = {**ECS_CONSTANTS, **rule_fields(decision)}
+        keys = frozenset(fields)
+        rendered: bytes | None = None
+        if RESERVED.isdisjoint(keys) and "url.path" not in keys:
+            try:
+                data = orjson.dumps(self._privacy(None, "info", fields), default=str)
+            except TypeError:
+                data = b"\x80"
+            rendered = data[1:-1] if data.isascii() and len(data) > 2 else None
+        if len(self._prefixes) >= PREFIX_LIMIT:
+            self._prefixes.clear()
+        found = self._prefixes[id(decision)] = _Prefix(decision, rendered, keys)
+        return found
 
     def emit_through_processors(self, fields: dict) -> None:
         """A record through the processors one after the other, as structlog would."""

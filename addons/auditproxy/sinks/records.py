@@ -191,29 +191,32 @@ def refusal_fields(decision: Decision) -> dict[str, Any]:
 def access_event(decision: Decision, exchange: Exchange, action: str = "access") -> dict:
     """An `access` (or `blocked`) record for one HTTP request."""
     fields = rule_fields(decision)
+    fields.update(request_fields(decision, exchange, action))
+    return fields
+
+
+def request_fields(decision: Decision, exchange: Exchange, action: str = "access") -> dict:
+    """`access_event` without the decision's `rule_fields`: what the request adds."""
     status = exchange.status
     denied = action in ("blocked", "refused")
     if exchange.error is not None or status is None or denied:
         outcome = "failure"
     else:
         outcome = "success" if status < 400 else "failure"
-    fields.update(
-        {
-            "event.action": action,
-            # ECS expects `denied` for network events, not web ones (web: access, error, info).
-            # ECS expects `denied` for network events, not web ones.
-            "event.category": ["network"] if denied else ["network", "web"],
-            "event.type": ["denied"] if denied else ["access"],
-            "event.outcome": outcome,
-            "source.ip": exchange.client_address,
-            "url.scheme": exchange.scheme,
-            "url.domain": url_domain(decision.host),
-            "url.port": exchange.port,
-            "url.path": exchange.path,
-            "http.version": exchange.http_version,
-            "http.request.method": exchange.method,
-        }
-    )
+    fields: dict[str, Any] = {
+        "event.action": action,
+        # ECS expects `denied` for network events, not web ones (web: access, error, info).
+        "event.category": ["network"] if denied else ["network", "web"],
+        "event.type": ["denied"] if denied else ["access"],
+        "event.outcome": outcome,
+        "source.ip": exchange.client_address,
+        "url.scheme": exchange.scheme,
+        "url.domain": url_domain(decision.host),
+        "url.port": exchange.port,
+        "url.path": exchange.path,
+        "http.version": exchange.http_version,
+        "http.request.method": exchange.method,
+    }
     if status is not None:
         fields["http.response.status_code"] = status
     if exchange.response_bytes is not None:  # ECS: body alone, and head plus body
@@ -224,7 +227,8 @@ def access_event(decision: Decision, exchange: Exchange, action: str = "access")
         fields["event.duration"] = exchange.duration_ns
     if exchange.error:
         fields["error.message"] = exchange.error
-    fields.update(destination_fields(exchange.destination))
+    if exchange.destination is not None:
+        fields["destination.ip"], fields["destination.port"] = exchange.destination
     if action == "refused":
         fields.update(refusal_fields(decision))
     elif action == "blocked":
