@@ -252,3 +252,18 @@ async def test_a_parent_without_children_is_not_asked_until_it_has_one():
     assert await _journal_of(master, http.HttpRequestHook(tflow.tflow()), journal) == [
         "script.request"
     ]
+
+
+async def test_an_add_on_unlike_the_one_idle_knows_is_asked(monkeypatch):
+    """A later mitmproxy that renamed the attribute `IDLE` reads: the add-on is asked."""
+    master = _master()
+    master.addons.add(*default_addons())
+    dispatch.install(master.addons)
+    calls: list[str] = []
+    headers = master.addons.get("modifyheaders")
+    del headers.replacements
+    monkeypatch.setattr(
+        modifyheaders.ModifyHeaders, "requestheaders", lambda self, f: calls.append("asked")
+    )
+    await master.addons.trigger_event(http.HttpRequestHeadersHook(tflow.tflow()))
+    assert calls == ["asked"]
