@@ -418,3 +418,12 @@ def test_a_record_that_fails_to_render_is_still_counted(tmp_path):
     with pytest.raises(TypeError):
         log.emit({"event.action": "access", "url.path": 42})  # a bug upstream
     assert outcomes == ["dropped"]
+
+
+def test_a_spliced_record_that_fails_is_still_counted(engine, tmp_path):
+    outcomes = Outcomes()
+    log = AccessLog(LogSink(str(tmp_path / "access.log"), outcomes), OPEN)
+    decision = engine.decide(host="x.com", client_address="10.0.0.1")
+    with pytest.raises(TypeError):
+        log.emit_access(decision, {"event.action": "access", "url.path": 42})
+    assert outcomes == ["dropped"]

@@ -202,36 +202,41 @@ class AccessLog:
         the request's fields (through the allow-list and orjson) and the message. Any
         record the splice could get wrong (a decision's part outside ASCII, a field in
         both parts, a reserved key, orjson refusing a value) goes the whole way."""
+        try:
+            line = self._spliced(decision, request)
+            if line is not None:
+                if self.chain is not None:
+                    line = self.chain.seal(line)
+                self.sink.write_bytes(line)
+        except Exception:
+            self.sink.lost()  # as in `emit`: still counted once (then a fault)
+            raise
+        if line is None:
+            self.emit({**rule_fields(decision), **request})
+
+    def _spliced(self, decision: Decision, request: dict) -> bytes | None:
         prefix = self._prefix(decision)
         if (
             prefix.json is None
             or not prefix.keys.isdisjoint(request)
             or not RESERVED.isdisjoint(request)
         ):
-            self.emit({**rule_fields(decision), **request})
-            return
+            return None
+        # The allow-list works field by field (and cuts `url.path` again, to the same).
+        filtered = self._privacy(None, "info", request)
         try:
-            # The allow-list works field by field (and cuts `url.path` again, to the same).
-            part = orjson.dumps(self._privacy(None, "info", request), default=str)
+            part = orjson.dumps(filtered, default=str)
             message = orjson.dumps(request["event.action"])
         except TypeError:
-            part = message = b"\x80"
+            return None
         if not (part.isascii() and message.isascii()):
-            self.emit({**rule_fields(decision), **request})
-            return
-        try:
-            data = b'{"@timestamp":"%b",%b,%b,"message":%b}' % (
-                timestamp().encode(),
-                prefix.json,
-                part[1:-1],
-                message,
-            )
-            if self.chain is not None:
-                data = self.chain.seal(data)
-            self.sink.write_bytes(data)
-        except Exception:
-            self.sink.lost()
-            raise
+            return None
+        return b'{"@timestamp":"%b",%b,%b,"message":%b}' % (
+            timestamp().encode(),
+            prefix.json,
+            part[1:-1],
+            message,
+        )
 
     def _prefix(self, decision: Decision) -> _Prefix:
         found = self._prefixes.get(id(decision))
