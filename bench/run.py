@@ -1,12 +1,14 @@
 """auditproxy's benchmark: what the add-on costs on top of mitmproxy. Run `./bench/run`.
 
 Side by side in one run, on loopback: nginx as the origin, wrk as the load generator and,
-in turn, (a) plain `mitmdump`, (b) `auditproxy run` with the example policy and traffic to
-monitored sites whose notice was already seen today, (c) the same with traffic to sites
-the policy does not name. All three get the same mitmproxy options (upstream mode to
-nginx, flow_detail=0, termlog_verbosity=warn, block_global=false, stream_large_bodies=5m),
-the proxy pinned to CPU 0 and wrk and nginx to CPU 1. The scenarios are interleaved
-(a b c a b c ...) so that a noisy neighbour hurts them alike, and medians are reported.
+in turn, (a) plain `mitmdump`, (s) `mitmdump -s addons/auditproxy_mitm.py` (mitmdump with
+the add-on as a script: mitmproxy's own dispatch), (b) `auditproxy run` with the example
+policy and traffic to monitored sites whose notice was already seen today, (c) the same
+with traffic to sites the policy does not name. All get the same mitmproxy options
+(upstream mode to nginx, flow_detail=0, termlog_verbosity=warn, block_global=false,
+stream_large_bodies=4m), the proxy pinned to CPU 0 and wrk and nginx to CPU 1. The
+scenarios are interleaved (a s b c a s b c ...) so that a noisy neighbour hurts them
+alike, and medians are reported.
 
 Then the add-on's own cost per request (from `auditproxy_hook_duration_seconds`, and
 measured exactly in-process), classification and policy loading at 100,000 domains,
@@ -49,6 +51,7 @@ from https_load import https_section, print_https
 from procs import free_port, pinned, process
 
 BENCH = Path(__file__).resolve().parent
+SCRIPT = BENCH.parent / "addons" / "auditproxy_mitm.py"  # the add-on as a mitmdump script
 VENV_BIN = Path(sys.executable).parent
 PROXY_CPU, LOAD_CPU = "0", "1"
 BIG_FILE_BYTES = 200 * 1024 * 1024
@@ -152,7 +155,8 @@ def nginx(tmp: Path) -> Iterator[int]:
 
 
 class Proxy:
-    """(a) plain mitmdump or (b)/(c) auditproxy run, with the same mitmproxy options."""
+    """(a) plain mitmdump, (s) mitmdump with the add-on as a script (`kind="script"`), or
+    (b)/(c) auditproxy run, with the same mitmproxy options."""
 
     def __init__(
         self,
@@ -166,16 +170,27 @@ class Proxy:
     ) -> None:
         self.kind, self.tmp = kind, tmp
         self.port = free_port()
-        self.metrics_port = free_port() if kind == "auditproxy" else None
+        self.metrics_port = free_port() if kind in ("auditproxy", "script") else None
         confdir = tmp / "conf"
-        if kind == "mitmdump":
+        if kind in ("mitmdump", "script"):
             command = [
                 str(VENV_BIN / "mitmdump"),
                 "--listen-host", "127.0.0.1",
                 "--listen-port", str(self.port),
                 "--set", f"confdir={confdir}",
             ]  # fmt: skip
-        else:
+        if kind == "script":  # the auditproxy_* options `auditproxy run` would set
+            from auditproxy.cli import _default_policy
+
+            command += [
+                "-s", str(SCRIPT),
+                "--set", f"auditproxy_policy={policy or _default_policy()}",
+                "--set", f"auditproxy_access_log={tmp / 'access.log'}",
+                "--set", f"auditproxy_state={tmp / 'state.sqlite3'}",
+                "--set", "auditproxy_metrics_host=127.0.0.1",
+                "--set", f"auditproxy_metrics_port={self.metrics_port}",
+            ]  # fmt: skip
+        elif kind != "mitmdump":
             command = [
                 str(VENV_BIN / "auditproxy"), "run",
                 "--listen-host", "127.0.0.1",
@@ -187,7 +202,7 @@ class Proxy:
             ]  # fmt: skip
         if policy is not None and kind == "auditproxy":
             command += ["--policy", str(policy)]
-        options = mitm_options(None if regular else origin_port, auditproxy=kind != "mitmdump")
+        options = mitm_options(None if regular else origin_port, auditproxy=kind == "auditproxy")
         self.command = pinned(PROXY_CPU, [*command, *options, *(extra or [])])
         self.log = tmp / f"{kind}.log"
 
@@ -349,6 +364,7 @@ def load_test(tmp: Path, args: argparse.Namespace) -> dict:
     unclassified = w.request_mix(w.UNCLASSIFIED_SITES)
     scenarios = {
         "a": ("plain mitmdump (monitored-site traffic)", "mitmdump", monitored),
+        "s": ("mitmdump -s auditproxy_mitm.py, monitored", "script", monitored),
         "b": ("auditproxy, monitored sites, notice seen", "auditproxy", monitored),
         "c": ("auditproxy, unclassified sites", "auditproxy", unclassified),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mitmproxy import http
+from mitmproxy.test import tflow
 
 from auditproxy.addon_bodies import may_have_body
 from auditproxy.flowstate import KEY
@@ -69,3 +70,24 @@ def test_which_requests_may_carry_a_body():
     assert not may_have_body(request("HTTP/1.1", **{"Content-Length": "0"}))
     assert not may_have_body(request("HTTP/1.1"))
     assert may_have_body(request("HTTP/2.0"))  # a stream may carry data whatever its head
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [],
+        [(b"Content-Length", b"3")],
+        [(b"content-length", b"0")],
+        [(b"Content-Length", b"0"), (b"Content-Length", b"5")],  # repeated: as mitmproxy reads
+        [(b"Content-Length", b"00")],
+        [(b"Content-Length", b" 0 ")],
+        [(b"Content-Length", b"")],
+        [(b"Transfer-Encoding", b"chunked")],
+        [(b"X-A", b"1"), (b"x-a", b"2"), (b"Content-Length", b"0")],
+    ],
+)
+def test_the_header_view_answers_as_the_headers_do(fields):
+    """`may_have_body` with the flow reads its header view: the same answer."""
+    flow = tflow.tflow()
+    flow.request.headers = http.Headers(fields)
+    assert may_have_body(flow.request, flow) == may_have_body(flow.request)

@@ -6,9 +6,26 @@ from typing import Any
 
 import pytest
 from mitmproxy import exceptions, hooks, options
+from mitmproxy.addons import (
+    anticache,
+    anticomp,
+    blocklist,
+    default_addons,
+    maplocal,
+    mapremote,
+    modifybody,
+    modifyheaders,
+    proxyauth,
+    save,
+    savehar,
+    serverplayback,
+    stickyauth,
+    stickycookie,
+    upstream_auth,
+)
 from mitmproxy.master import Master
 from mitmproxy.proxy.layers import http
-from mitmproxy.test import tflow
+from mitmproxy.test import taddons, tflow
 
 from auditproxy import dispatch
 
@@ -161,3 +178,92 @@ async def test_auditproxy_run_installs_the_index_unless_told_not_to(
     master = AuditProxyMaster(options.Options(confdir=str(tmp_path)))
     trigger = master.addons.trigger_event
     assert isinstance(getattr(trigger, "__self__", None), dispatch.HookIndex) is indexed
+
+
+# --- idle add-ons (issue #16, item 2) ------------------------------------------------------
+
+# For each add-on of `dispatch.IDLE`: options that give its hooks work.
+BUSY_WITH: dict[type, dict[str, Any]] = {
+    anticache.AntiCache: {"anticache": True},
+    anticomp.AntiComp: {"anticomp": True},
+    blocklist.BlockList: {"block_list": [":~d blocked.test:404"]},
+    mapremote.MapRemote: {"map_remote": ["|example.com|example.org"]},
+    maplocal.MapLocal: {"map_local": ["|example.com/x|/tmp"]},
+    modifybody.ModifyBody: {"modify_body": ["/~q/foo/bar"]},
+    modifyheaders.ModifyHeaders: {"modify_headers": ["/~q/X-Test/1"]},
+    stickyauth.StickyAuth: {"stickyauth": ".*"},
+    stickycookie.StickyCookie: {"stickycookie": ".*"},
+    upstream_auth.UpstreamAuth: {"upstream_auth": "user:pass"},
+    proxyauth.ProxyAuth: {"proxyauth": "any"},
+    savehar.SaveHar: {"hardump": "/dev/null"},
+}
+
+
+@pytest.mark.parametrize("cls", list(dispatch.IDLE), ids=lambda c: c.__name__)
+def test_an_idle_add_on_s_hooks_change_nothing_and_an_option_wakes_it(cls, tmp_path):
+    """With mitmproxy's defaults the hooks `IDLE` skips leave a flow as it was (so
+    skipping them changes nothing), and the test says idle; the add-on's option wakes it."""
+    hooks_of, busy = dispatch.IDLE[cls]
+    addon = cls()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon)
+        assert not busy(addon)
+        for hook in sorted(hooks_of):
+            flow = tflow.tflow(resp=True)
+            before = flow.get_state()
+            getattr(addon, hook)(flow)
+            assert flow.get_state() == before, hook
+        if cls is save.Save:
+            tctx.configure(addon, save_stream_file=str(tmp_path / "flows"))
+        elif cls is serverplayback.ServerPlayback:
+            addon.load_flows([tflow.tflow(resp=True)])
+        else:
+            tctx.configure(addon, **BUSY_WITH[cls])
+        assert busy(addon)
+
+
+async def test_idle_add_ons_are_not_asked_busy_ones_are(monkeypatch):
+    """mitmdump's default add-ons with the index: an idle one is skipped, and the same one
+    is asked again once an option gives it work (checked at each event)."""
+    master = _master()
+    master.addons.add(*default_addons())
+    index = dispatch.install(master.addons)
+    calls: list[str] = []
+    monkeypatch.setattr(
+        modifyheaders.ModifyHeaders, "requestheaders", lambda self, f: calls.append("asked")
+    )
+    index.asked("requestheaders")  # remembered before the option changes: still right
+    await master.addons.trigger_event(http.HttpRequestHeadersHook(tflow.tflow()))
+    assert calls == []
+    master.options.update(modify_headers=["/~q/X-Test/1"])
+    await master.addons.trigger_event(http.HttpRequestHeadersHook(tflow.tflow()))
+    assert calls == ["asked"]
+
+
+async def test_a_parent_without_children_is_not_asked_until_it_has_one():
+    journal: list[str] = []
+    parent = Parent()
+    master = _master()
+    master.addons.add(parent)
+    index = dispatch.install(master.addons)
+    ((asked, busy),) = index.asked("request")
+    assert asked is parent and not busy(parent)
+    parent.addons.append(Recorder("script", journal, "request"))
+    assert await _journal_of(master, http.HttpRequestHook(tflow.tflow()), journal) == [
+        "script.request"
+    ]
+
+
+async def test_an_add_on_unlike_the_one_idle_knows_is_asked(monkeypatch):
+    """A later mitmproxy that renamed the attribute `IDLE` reads: the add-on is asked."""
+    master = _master()
+    master.addons.add(*default_addons())
+    dispatch.install(master.addons)
+    calls: list[str] = []
+    headers = master.addons.get("modifyheaders")
+    del headers.replacements
+    monkeypatch.setattr(
+        modifyheaders.ModifyHeaders, "requestheaders", lambda self, f: calls.append("asked")
+    )
+    await master.addons.trigger_event(http.HttpRequestHeadersHook(tflow.tflow()))
+    assert calls == ["asked"]

@@ -158,7 +158,7 @@ class Admit(Stage):
             request = flow.request
             guard.request_started(
                 flow.id,
-                has_body=may_have_body(request),
+                has_body=may_have_body(request, flow),
                 multiplexed=request.is_http2 or request.is_http3,
                 now=time.monotonic(),
             )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from auditproxy.stages import Stage, guarded, state_of
+from auditproxy.stages import Stage, guarded, header_view, state_of
 
 
 class Bodies(Stage):
@@ -25,8 +25,9 @@ class Bodies(Stage):
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         # mitmproxy refuses a response set by a hook together with a streamed request:
         # an answered request (refused, blocked, 407) is left as it is.
-        if flow.response is None and not flow.request.stream and may_have_body(flow.request):
-            flow.request.stream = True
+        request = flow.request
+        if flow.response is None and not request.stream and may_have_body(request, flow):
+            request.stream = True
 
     @guarded("admit")
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -38,12 +39,26 @@ class Bodies(Stage):
         response.stream = True
 
 
-def may_have_body(request: http.Request) -> bool:
+def may_have_body(request: http.Request, flow: http.HTTPFlow | None = None) -> bool:
     """Whether a request may carry a body: HTTP/1 says so in its head (RFC 9112 6.3); an
     HTTP/2 or HTTP/3 stream may carry data whatever its head says, so it always may.
-    (Streaming a request that carries none costs nothing: its end follows its head.)"""
+    (Streaming a request that carries none costs nothing: its end follows its head.)
+
+    `flow`: the request's flow, whose header view (`stages.header_view`) answers the
+    common cases without a scan of the headers (no Content-Length, or one number); the
+    rest (repeated, odd) is read the way mitmproxy reads it."""
     if request.is_http2 or request.is_http3:
         return True
+    if flow is not None:
+        view = header_view(flow)
+        if b"transfer-encoding" in view:
+            return True
+        length = view.get(b"content-length")
+        if length is None:
+            return False
+        # A number: the answer, if not "0" or if it is the only value (no repeated name).
+        if length.isdigit() and (length != b"0" or len(view) == len(request.headers.fields)):
+            return length != b"0"
     headers = request.headers
     if "transfer-encoding" in headers:
         return True

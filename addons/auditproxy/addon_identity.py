@@ -42,7 +42,7 @@ from auditproxy.identity_options import IDENTITY_OPTIONS, REPLAY_CACHE_NAME
 from auditproxy.identity_services import AuthOptions, IdentityServices, directory_settings
 from auditproxy.policy.model import AuthMethod
 from auditproxy.runtime import Runtime
-from auditproxy.stages import Stage, guarded, request_view, state_of
+from auditproxy.stages import Stage, guarded, header_view, request_view, state_of
 
 logger = logging.getLogger("auditproxy")
 
@@ -183,9 +183,7 @@ class Authenticate(Stage):
                 state = self._state(flow)
                 state.client, state.auth = tunnel.tunnel_client, tunnel.tunnel_auth
             return None
-        if not (engine.balancers or auth.enabled) and b"x-forwarded-for" not in (
-            _header_names(flow)
-        ):
+        if not (engine.balancers or auth.enabled) and b"x-forwarded-for" not in header_view(flow):
             return None
         state = self._state(flow)
         if engine.balancers or b"x-forwarded-for" in state.headers:
@@ -213,7 +211,9 @@ class Authenticate(Stage):
         return state
 
     def _forwarded(self, engine: Engine, flow: http.HTTPFlow, state: FlowState) -> None:
-        values = flow.request.headers.get_all(HEADER)
+        # Read from the request only if the view has it (a scan of every field otherwise).
+        present = b"x-forwarded-for" in state.headers
+        values = flow.request.headers.get_all(HEADER) if present else []
         client = engine.client(flow.client_conn.peername[0], values)
         state.client = client
         if client.forwarding is not None:
@@ -271,11 +271,3 @@ class Authenticate(Stage):
             state.answered = Answered.AUTH_REQUIRED
         if connect:
             self.connection(flow.client_conn).tunnel_auth = state.auth
-
-
-def _header_names(flow: http.HTTPFlow) -> dict[bytes, bytes]:
-    """The request's headers by lower-case name, made once (`Decide` reuses the state)."""
-    state = state_of(flow)
-    if state is None:
-        state = flow.metadata[KEY] = FlowState(request_view(flow))
-    return state.headers

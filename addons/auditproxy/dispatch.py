@@ -10,6 +10,15 @@ so skipping it changes nothing but the cost: the ones that have it are asked in 
 order, through the same `safecall` and `invoke_addon`, and `AddonHalt` still stops the
 event. An add-on with children (`addons`: the script loader, auditproxy itself) is always
 asked, since its children change at run time (a script reloads).
+
+Item 2 of issue #16: of mitmdump's default add-ons, fourteen have flow hooks that do
+nothing until an option turns them on (`--set modify_headers=...`, `anticache`, a server
+replay, `save_stream_file`, `proxyauth`...): thirteen of them for each request's
+`request` alone, about 45 us a request in mitmproxy's calls (bench/RESULTS.md). They stay
+in the chain, so every mitmproxy option still works; `IDLE` says, for each, when its hook
+has work, checked at each event (an attribute or an option: their state changes with
+options and commands), and an idle one is not asked. Nor is an add-on without the hook
+whose children are none at the moment (the script loader without scripts).
 """
 
 from __future__ import annotations
@@ -17,8 +26,52 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from mitmproxy import exceptions, hooks
+from mitmproxy import ctx, exceptions, hooks
 from mitmproxy.addonmanager import AddonManager, safecall
+from mitmproxy.addons import (
+    anticache,
+    anticomp,
+    blocklist,
+    maplocal,
+    mapremote,
+    modifybody,
+    modifyheaders,
+    proxyauth,
+    save,
+    savehar,
+    serverplayback,
+    stickyauth,
+    stickycookie,
+    upstream_auth,
+)
+
+Busy = Callable[[Any], Any]  # an add-on -> whether its hook has anything to do (truthy)
+
+# mitmproxy's add-ons (the exact classes) whose hooks named here do nothing unless the
+# test says they have work: each hook reads that same attribute or option first and does
+# nothing without it (mitmproxy 12.3; tests/test_dispatch.py checks that each leaves a
+# flow unchanged under the defaults, and that its option wakes it). A test that fails (a
+# later mitmproxy renamed the attribute) asks the add-on. Their other hooks (configure,
+# load, done, ...) are always asked.
+IDLE: dict[type, tuple[frozenset[str], Busy]] = {
+    anticache.AntiCache: (frozenset({"request"}), lambda _: ctx.options.anticache),
+    anticomp.AntiComp: (frozenset({"request"}), lambda _: ctx.options.anticomp),
+    blocklist.BlockList: (frozenset({"request"}), lambda a: a.items),
+    mapremote.MapRemote: (frozenset({"request"}), lambda a: a.replacements),
+    maplocal.MapLocal: (frozenset({"request"}), lambda a: a.replacements),
+    modifybody.ModifyBody: (frozenset({"request", "response"}), lambda a: a.replacements),
+    modifyheaders.ModifyHeaders: (
+        frozenset({"requestheaders", "responseheaders"}),
+        lambda a: a.replacements,
+    ),
+    stickyauth.StickyAuth: (frozenset({"request"}), lambda a: a.flt),
+    stickycookie.StickyCookie: (frozenset({"request", "response"}), lambda a: a.flt),
+    serverplayback.ServerPlayback: (frozenset({"request"}), lambda a: a.flowmap),
+    upstream_auth.UpstreamAuth: (frozenset({"requestheaders"}), lambda a: a.auth),
+    proxyauth.ProxyAuth: (frozenset({"requestheaders", "http_connect"}), lambda a: a.validator),
+    save.Save: (frozenset({"request", "response", "error"}), lambda a: a.stream),
+    savehar.SaveHar: (frozenset({"response", "error"}), lambda _: ctx.options.hardump),
+}
 
 
 class HookIndex:
@@ -26,13 +79,14 @@ class HookIndex:
 
     def __init__(self, manager: AddonManager) -> None:
         self.manager = manager
-        self._asked: dict[str, list[Any]] = {}
+        self._asked: dict[str, list[tuple[Any, Busy | None]]] = {}
         # The chain list the index was built from (held, so that its identity cannot be
         # reused by a new list) and its length then.
         self._seen: tuple[list[Any] | None, int] = (None, -1)
 
-    def asked(self, name: str) -> list[Any]:
-        """The chain's add-ons that have hook `name` or children, in chain order."""
+    def asked(self, name: str) -> list[tuple[Any, Busy | None]]:
+        """The chain's add-ons that have hook `name` or children, in chain order, each with
+        its test of work for this hook (`IDLE`), or None: always asked."""
         chain = self.manager.chain
         # `add` appends to the chain, `remove` and `clear` replace it: either shows here.
         seen, length = self._seen
@@ -42,7 +96,7 @@ class HookIndex:
         found = self._asked.get(name)
         if found is None:
             found = self._asked[name] = [
-                addon
+                (addon, _busy(addon, name))
                 for addon in chain
                 if hasattr(addon, "addons") or getattr(addon, name, None) is not None
             ]
@@ -50,12 +104,32 @@ class HookIndex:
 
     async def __call__(self, event: hooks.Hook) -> None:
         invoke = self.manager.invoke_addon
-        for addon in self.asked(event.name):
+        for addon, busy in self.asked(event.name):
+            if busy is not None and _idle(addon, busy):
+                continue  # its hook would do nothing
             try:
                 with safecall():
                     await invoke(addon, event)
             except exceptions.AddonHalt:
                 return
+
+
+def _busy(addon: Any, name: str) -> Busy | None:
+    if getattr(addon, name, None) is None:  # asked for its children only: if it has any
+        return _children
+    idle = IDLE.get(type(addon))
+    return idle[1] if idle is not None and name in idle[0] else None
+
+
+def _idle(addon: Any, busy: Busy) -> bool:
+    try:
+        return not busy(addon)
+    except Exception:  # not the add-on `IDLE` knows: ask it
+        return False
+
+
+def _children(addon: Any) -> Any:
+    return addon.addons
 
 
 def install(manager: AddonManager) -> HookIndex:

@@ -100,6 +100,16 @@ def request_view(flow: http.HTTPFlow) -> dict[bytes, bytes]:
     return {name.lower(): value for name, value in reversed(flow.request.headers.fields)}
 
 
+def header_view(flow: http.HTTPFlow) -> dict[bytes, bytes]:
+    """The flow's `request_view` (in its `FlowState`, made here if it is the first to ask):
+    the stages that follow read the same one. A stage may take a header out of it (one
+    that never reaches the origin)."""
+    state = flow.metadata.get(KEY)
+    if state is None:
+        state = flow.metadata[KEY] = FlowState(request_view(flow))
+    return state.headers
+
+
 def server_address(server: connection.Server | None) -> tuple[str, int] | None:
     """Where the proxy actually connected: the server connection's peer, if it opened."""
     peer = server.peername if server is not None else None

@@ -183,6 +183,11 @@ def test_no_line_injection(engine, tmp_path):
         ("/a/..", "/"),
         ("/../../etc", "/etc"),
         ("/file.v2.html", "/file.v2.html"),
+        ("/.well-known/x.json", "/.well-known/x.json"),
+        ("./a", "a"),
+        ("../a/./b", "a/b"),
+        ("a/.hidden/../b", "a/b"),
+        ("/a/.", "/a/"),
         # Encoded, once or more (a server that decodes first reads the real thing):
         ("/a%3Ftoken=SECRET", "/a"),
         ("/f%3fq=SECRET", "/f"),
@@ -204,6 +209,73 @@ def test_privacy_filter_alone():
     assert enforce(None, "info", event) == {"user.name": "u"}
     enforce = make_privacy_filter(OPEN)
     assert enforce(None, "info", {"url.path": "/x?y"}) == {"url.path": "/x"}
+
+
+@pytest.mark.parametrize("settings", [PRIVATE, OPEN])
+@pytest.mark.parametrize("chained", [False, True])
+def test_emit_writes_what_the_processors_write(engine, tmp_path, monkeypatch, settings, chained):
+    """`emit` does the processors' work in one go: the same bytes, line for line (an
+    error record, a user name outside ASCII, a field the allow-list drops, and one that
+    holds a key the processors write themselves, which goes through them)."""
+    from auditproxy.sinks import accesslog
+    from auditproxy.sinks.chain import LogChain
+
+    monkeypatch.setattr(accesslog.time, "time", lambda: 1_764_400_000.123)
+    decision = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="\u00e9\u2028")
+    records = [
+        access_event(decision, exchange()),
+        access_event(decision, exchange(status=None, error="reset by peer?x=1")),
+        {**tunnel_event(decision, 443, "10.0.0.1"), "cookie": "SECRET"},
+        {"event.action": "access", "message": "kept where it is", "url.path": "/a?b"},
+    ]
+    lines = []
+    for how in ("emit", "emit_through_processors"):
+        path = tmp_path / f"{how}.log"
+        chain = LogChain(KEY, chain_id="0123456789abcdef") if chained else None
+        log = AccessLog(LogSink(str(path), Outcomes()), settings, chain)
+        for fields in records:
+            getattr(log, how)(dict(fields))
+        lines.append(path.read_bytes())
+    assert lines[0] == lines[1]
+    assert b"SECRET" not in lines[0] and b"\\u00e9" in lines[0]
+
+
+@pytest.mark.parametrize("settings", [PRIVATE, OPEN])
+@pytest.mark.parametrize("chained", [False, True])
+def test_emit_access_writes_what_emit_writes(engine, tmp_path, monkeypatch, settings, chained):
+    """`emit_access` splices the decision's part, rendered once, with the request's: the
+    same bytes as `emit(access_event(...))` (ASCII or not, errors, refusals, blocks, a
+    field the allow-list drops, the same decision twice)."""
+    from auditproxy.sinks import accesslog
+    from auditproxy.sinks.chain import LogChain
+    from auditproxy.sinks.records import request_fields
+
+    monkeypatch.setattr(accesslog.time, "time", lambda: 1_764_400_000.5)
+    plain = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="alice")
+    accented = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="\u00e9")
+    refused = plain.refused("loopback")
+    cases = [
+        (plain, exchange(), "access"),
+        (plain, exchange(path="/caf\u00e9?q=1"), "access"),
+        (accented, exchange(), "access"),
+        (plain, exchange(status=None, error="reset", destination=("10.9.9.9", 80)), "access"),
+        (refused, exchange(), "refused"),
+        (plain, exchange(status=403), "blocked"),
+        (plain, exchange(response_bytes=2**70), "access"),  # past orjson's integers
+    ]
+    lines = []
+    for how in ("emit", "emit_access"):
+        path = tmp_path / f"{how}.log"
+        chain = LogChain(KEY, chain_id="0123456789abcdef") if chained else None
+        log = AccessLog(LogSink(str(path), Outcomes()), settings, chain)
+        for decision, exch, action in cases:
+            if how == "emit":
+                log.emit(access_event(decision, exch, action))
+            else:
+                log.emit_access(decision, request_fields(decision, exch, action))
+        lines.append(path.read_bytes())
+    assert lines[0] == lines[1]
+    assert lines[0].count(b"\n") == len(cases)
 
 
 def test_timestamp_processor_cache_moves_on():
@@ -343,6 +415,15 @@ def test_a_record_that_fails_to_render_is_still_counted(tmp_path):
     """Every record is counted once, written or dropped, even when a processor fails."""
     outcomes = Outcomes()
     log = AccessLog(LogSink(str(tmp_path / "access.log"), outcomes), OPEN)
-    with pytest.raises(AttributeError):
+    with pytest.raises(TypeError):
         log.emit({"event.action": "access", "url.path": 42})  # a bug upstream
+    assert outcomes == ["dropped"]
+
+
+def test_a_spliced_record_that_fails_is_still_counted(engine, tmp_path):
+    outcomes = Outcomes()
+    log = AccessLog(LogSink(str(tmp_path / "access.log"), outcomes), OPEN)
+    decision = engine.decide(host="x.com", client_address="10.0.0.1")
+    with pytest.raises(TypeError):
+        log.emit_access(decision, {"event.action": "access", "url.path": 42})
     assert outcomes == ["dropped"]

@@ -80,6 +80,11 @@ def test_mac_is_hmac_sha256_and_the_key_is_derived_with_a_purpose():
     assert mac(b"prev", b"body") == expected  # the keyed state is copied, never consumed
     long_key = b"x" * 100  # longer than a block: hashed first, as RFC 2104 says
     assert Mac(long_key)(b"", b"b") == hmac.new(long_key, b"b", hashlib.sha256).hexdigest()
+    assert mac.seal(b"prev", b"{body") == expected_of(b"prev{body}").encode()
+
+
+def expected_of(message: bytes) -> str:
+    return hmac.new(KEY, message, hashlib.sha256).hexdigest()
 
 
 def test_seal_covers_the_exact_line_and_chains_to_the_previous_hash():

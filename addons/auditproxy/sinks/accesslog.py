@@ -7,9 +7,11 @@ bodies, cookies or credentials) -> structlog's `JSONRenderer` (with orjson, ASCI
 -> the hash chain (`sinks.chain.LogChain`: numbers and seals the exact line) -> the file
 (`sinks.logfile.LogSink`).
 
-`AccessLog.emit` runs the processors itself, as structlog's bound logger would, without
-the bound logger's copies of the record (a record is 25-35 fields; the bound logger copied
-them four times, 8 us of the 26 us a record cost: bench/RESULTS.md, issue #16).
+`AccessLog.emit` does what that chain does in one function, without the calls between
+the steps (issue #16): the record goes as bytes from orjson to the file, sealed as bytes,
+never decoded and encoded again. The processors stay the reference: a record that holds a
+key the chain writes itself (`@timestamp`, `message`, `event`) goes through them, and
+tests/sinks/test_accesslog.py checks that both write the same bytes.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import orjson
 import structlog
 
 from auditproxy import __version__
+from auditproxy.decide.decision import Decision
 from auditproxy.policy.model import LoggingSettings
 from auditproxy.sinks.chain import LogChain
 from auditproxy.sinks.logfile import LogSink
 from auditproxy.sinks.paths import strip_query
-from auditproxy.sinks.records import ALLOWED_FIELDS, DATASET, ECS_VERSION
+from auditproxy.sinks.records import ALLOWED_FIELDS, DATASET, ECS_VERSION, rule_fields
 
 EventDict = MutableMapping[str, Any]
 
@@ -50,6 +53,16 @@ class _SecondCache:
     text = ""
 
 
+def timestamp() -> str:
+    """Now, as `@timestamp`: milliseconds, UTC; the seconds formatted once a second."""
+    now = time.time()
+    second = int(now)
+    if second != _SecondCache.second:
+        _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _SecondCache.second = second
+    return f"{_SecondCache.text}.{int((now - second) * 1000):03d}Z"
+
+
 def add_timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
     """`@timestamp`, first in the line (people read logs too), in milliseconds, UTC.
 
@@ -57,16 +70,22 @@ def add_timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
     datetime on every call: 4.8 us against 0.7 us here, which formats the seconds once a
     second (bench/test_micro.py::test_timestamp_processors; bench/RESULTS.md). A record
     that already holds the key (`AccessLog` places it first) keeps its place."""
-    now = time.time()
-    second = int(now)
-    if second != _SecondCache.second:
-        _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _SecondCache.second = second
-    stamp = f"{_SecondCache.text}.{int((now - second) * 1000):03d}Z"
+    stamp = timestamp()
     if "@timestamp" in event:
         event["@timestamp"] = stamp
         return event
     return {"@timestamp": stamp, **event}
+
+
+def render_bytes(event: EventDict) -> bytes:
+    """`render_json`, as the ASCII bytes written."""
+    try:
+        data = orjson.dumps(event, default=str)
+    except TypeError:
+        data = b"\x80"  # not ASCII: the standard library's turn
+    if data.isascii():
+        return data
+    return json.dumps(event, ensure_ascii=True, separators=(",", ":"), default=str).encode()
 
 
 def render_json(event: EventDict, **_options: Any) -> str:
@@ -75,25 +94,25 @@ def render_json(event: EventDict, **_options: Any) -> str:
     record that holds anything orjson would write as raw UTF-8 or cannot encode (an
     integer past 64 bits). ASCII only, so that no character a reader might take for a
     line break (U+2028, U+0085) reaches the file unescaped: no line injection."""
-    try:
-        data = orjson.dumps(event, default=str)
-    except TypeError:
-        data = b"\x80"  # not ASCII: the standard library's turn
-    if data.isascii():
-        return data.decode("ascii")
-    return json.dumps(event, ensure_ascii=True, separators=(",", ":"), default=str)
+    return render_bytes(event).decode("ascii")
 
 
-def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventDict], EventDict]:
-    """The last word on what a record may hold, whatever the code before it put there."""
-    dropped = set()
-    if not settings.source_ip:
-        dropped.add("source.ip")
-    if not settings.url_path:
-        dropped.add("url.path")
-    allowed = ALLOWED_FIELDS - dropped
+class PrivacyFilter:
+    """The last word on what a record may hold, whatever the code before it put there: the
+    fields of `allowed` only, and `url.path` without its query (`strip_query`)."""
 
-    def enforce_privacy(_logger: Any, _method: str, event: EventDict) -> EventDict:
+    __slots__ = ("allowed",)
+
+    def __init__(self, settings: LoggingSettings) -> None:
+        dropped = set()
+        if not settings.source_ip:
+            dropped.add("source.ip")
+        if not settings.url_path:
+            dropped.add("url.path")
+        self.allowed = ALLOWED_FIELDS - dropped
+
+    def __call__(self, _logger: Any, _method: str, event: EventDict) -> EventDict:
+        allowed = self.allowed
         if not event.keys() <= allowed:
             for key in [k for k in event if k not in allowed]:
                 del event[key]
@@ -102,7 +121,10 @@ def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventD
             event["url.path"] = strip_query(path)
         return event
 
-    return enforce_privacy
+
+def make_privacy_filter(settings: LoggingSettings) -> Callable[[Any, str, EventDict], EventDict]:
+    """The last word on what a record may hold, whatever the code before it put there."""
+    return PrivacyFilter(settings)
 
 
 def processors(
@@ -120,6 +142,21 @@ def processors(
     ]
 
 
+# Keys the processors write themselves: a record's fields that hold one go through them.
+RESERVED = frozenset({"@timestamp", "message", "event"})
+PREFIX_LIMIT = 4096  # decisions whose rendered part `AccessLog` remembers
+
+
+class _Prefix:
+    """A decision's part of its access records, rendered: the constants and its rule
+    fields, as they appear in the line between `@timestamp` and the request's fields."""
+
+    __slots__ = ("decision", "json", "keys")
+
+    def __init__(self, decision: Decision, json_: bytes | None, keys: frozenset[str]) -> None:
+        self.decision, self.json, self.keys = decision, json_, keys
+
+
 class AccessLog:
     """The configured processors, the file's hash chain and the file. `emit` takes a
     record's fields."""
@@ -131,8 +168,10 @@ class AccessLog:
         self.settings = settings
         self.chain = chain
         self._processors = tuple(processors(settings, chain))
+        self._privacy = PrivacyFilter(settings)
         # Every record starts as this: `@timestamp` first, then the constants.
         self._template = {"@timestamp": "", **ECS_CONSTANTS}
+        self._prefixes: dict[int, _Prefix] = {}  # by the decision's identity (event loop)
 
     def with_settings(self, settings: LoggingSettings) -> AccessLog:
         """The same file and hash chain under a reloaded policy's logging settings."""
@@ -141,6 +180,84 @@ class AccessLog:
         return AccessLog(self.sink, settings, self.chain)
 
     def emit(self, fields: dict) -> None:
+        """The processors' work in one go (the same bytes as `emit_through_processors`)."""
+        if not RESERVED.isdisjoint(fields):
+            self.emit_through_processors(fields)
+            return
+        try:
+            event = {**self._template, **fields}
+            event["@timestamp"] = timestamp()  # add_timestamp: first, as in the template
+            event["message"] = fields["event.action"]  # EventRenamer("message"): last
+            data = render_bytes(self._privacy(None, "info", event))
+            if self.chain is not None:
+                data = self.chain.seal(data)
+            self.sink.write_bytes(data)
+        except Exception:
+            self.sink.lost()  # a processor failed: still counted once (then a fault)
+            raise
+
+    def emit_access(self, decision: Decision, request: dict) -> None:
+        """`emit(access_event(...))`, byte for byte (`request`: `records.request_fields`),
+        with the decision's part rendered once per decision: the line is spliced from it,
+        the request's fields (through the allow-list and orjson) and the message. Any
+        record the splice could get wrong (a decision's part outside ASCII, a field in
+        both parts, a reserved key, orjson refusing a value) goes the whole way."""
+        try:
+            line = self._spliced(decision, request)
+            if line is not None:
+                if self.chain is not None:
+                    line = self.chain.seal(line)
+                self.sink.write_bytes(line)
+        except Exception:
+            self.sink.lost()  # as in `emit`: still counted once (then a fault)
+            raise
+        if line is None:
+            self.emit({**rule_fields(decision), **request})
+
+    def _spliced(self, decision: Decision, request: dict) -> bytes | None:
+        prefix = self._prefix(decision)
+        if (
+            prefix.json is None
+            or not prefix.keys.isdisjoint(request)
+            or not RESERVED.isdisjoint(request)
+        ):
+            return None
+        # The allow-list works field by field (and cuts `url.path` again, to the same).
+        filtered = self._privacy(None, "info", request)
+        try:
+            part = orjson.dumps(filtered, default=str)
+            message = orjson.dumps(request["event.action"])
+        except TypeError:
+            return None
+        if not (part.isascii() and message.isascii()):
+            return None
+        return b'{"@timestamp":"%b",%b,%b,"message":%b}' % (
+            timestamp().encode(),
+            prefix.json,
+            part[1:-1],
+            message,
+        )
+
+    def _prefix(self, decision: Decision) -> _Prefix:
+        found = self._prefixes.get(id(decision))
+        if found is not None and found.decision is decision:
+            return found
+        fields = {**ECS_CONSTANTS, **rule_fields(decision)}
+        keys = frozenset(fields)
+        rendered: bytes | None = None
+        if RESERVED.isdisjoint(keys) and "url.path" not in keys:
+            try:
+                data = orjson.dumps(self._privacy(None, "info", fields), default=str)
+            except TypeError:
+                data = b"\x80"
+            rendered = data[1:-1] if data.isascii() and len(data) > 2 else None
+        if len(self._prefixes) >= PREFIX_LIMIT:
+            self._prefixes.clear()
+        found = self._prefixes[id(decision)] = _Prefix(decision, rendered, keys)
+        return found
+
+    def emit_through_processors(self, fields: dict) -> None:
+        """A record through the processors one after the other, as structlog would."""
         try:
             event: Any = {**self._template, **fields, "event": fields["event.action"]}
             for processor in self._processors:

@@ -90,13 +90,12 @@ class LogChain:
         self.chain = chain
         self._sequence = sequence
         self._previous_hash = digest.encode("ascii")
-        self._chain_field = f',"labels.log_chain":"{chain}"'
+        self._chain_field = f',"labels.log_chain":"{chain}"'.encode()
         self._start, self._previous = start, previous
-        self._first = ""
-        if start is not None:
-            self._first = f',"{START}":{json.dumps(start)}'
-            if previous is not None:
-                self._first += f',"{PREVIOUS}":{json.dumps(previous)}'
+        first = f',"{START}":{json.dumps(start)}' if start is not None else ""
+        if start is not None and previous is not None:
+            first += f',"{PREVIOUS}":{json.dumps(previous)}'
+        self._first = first.encode()
         self._dirty = True
 
     # ----------------------------------------------------------------- construction
@@ -187,18 +186,20 @@ class LogChain:
     # ----------------------------------------------------------------- the processor
 
     def __call__(self, _logger: Any, _method: str, line: str) -> str:
-        """Seal one rendered record (a JSON object on one line)."""
-        self._sequence += 1
-        body = f'{line[:-1]},"event.sequence":{self._sequence}{self._chain_field}{self._first}'
+        return self.seal(line.encode()).decode()  # the processor: str in, str out
+
+    def seal(self, line: bytes) -> bytes:
+        """Seal one rendered record, as the bytes written (ASCII JSON on one line)."""
+        sequence = self._sequence = self._sequence + 1
+        body = b'%b,"event.sequence":%d' % (line[:-1], sequence) + self._chain_field + self._first
         if self._first:
-            self._first = ""
+            self._first = b""
             self._start = self._previous = None
         if len(line) == 2:  # "{}": no member before ours
-            body = "{" + body[2:]
-        digest = self._mac(self._previous_hash, (body + "}").encode())
-        self._previous_hash = digest.encode("ascii")
+            body = b"{" + body[2:]
+        digest = self._previous_hash = self._mac.seal(self._previous_hash, body)
         self._dirty = True
-        return f'{body},"event.hash":"{digest}"}}'
+        return b'%b,"event.hash":"%b"}' % (body, digest)
 
     @property
     def sequence(self) -> int:

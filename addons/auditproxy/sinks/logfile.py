@@ -149,7 +149,11 @@ class LogSink:
         self._flush_backlog()
 
     def write(self, line: str) -> None:
-        data = line.encode("utf-8") + b"\n"
+        self.write_bytes(line.encode("utf-8"))
+
+    def write_bytes(self, line: bytes) -> None:
+        """One line (without its newline), as bytes."""
+        data = line + b"\n"
         if self._backlog:
             self._flush_backlog()
         if self._backlog:

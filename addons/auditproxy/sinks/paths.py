@@ -17,17 +17,17 @@ def strip_query(path: str) -> str:
     so that `/;/../private/x` is logged as the `/private/x` a server serves for it. The
     same for their percent-encoded forms: what follows an encoded `?` is cut too (it may
     be a query to a server that decodes first), and `%2E` is a dot (RFC 3986 6.2.2.2)."""
-    for sep in ("?", "#"):
-        cut = path.find(sep)
-        if cut >= 0:
-            path = path[:cut]
+    if "?" in path:
+        path = path[: path.index("?")]
+    if "#" in path:
+        path = path[: path.index("#")]
     if "%" in path:
         query = _ENCODED_QUERY.search(path)
         if query is not None:
             path = path[: query.start()]
         path = _ENCODED_DOT.sub(".", _ENCODED_SEMICOLON.sub(";", path))
-    if ";" not in path and "." not in path:
-        return path  # the common case, unchanged
+    if ";" not in path and "/." not in path and not path.startswith("."):
+        return path  # the common case (no parameter, no dot segment), unchanged
     segments = [segment.partition(";")[0] for segment in path.split("/")]
     out: list[str] = []
     for segment in segments[1:] if path.startswith("/") else segments:

@@ -29,9 +29,9 @@ from auditproxy.sinks.connections import (
 from auditproxy.sinks.metrics import DailyUsers, Metrics, status_class
 from auditproxy.sinks.records import (
     Exchange,
-    access_event,
     log_dropped_event,
     notice_event,
+    request_fields,
     tunnel_event,
 )
 from auditproxy.sinks.refusals import RefusalLog, refusal_event
@@ -54,6 +54,11 @@ class Recorder:
     def emit(self, fields: dict) -> None:
         if self.access_log is not None:
             self.access_log.emit(fields)
+
+    def emit_access(self, decision: Decision, exchange: Exchange, action: str) -> None:
+        """An `access_event` record, its decision's part rendered once (`AccessLog`)."""
+        if self.access_log is not None:
+            self.access_log.emit_access(decision, request_fields(decision, exchange, action))
 
     # ------------------------------------------------------------------ requests
 
@@ -79,12 +84,12 @@ class Recorder:
             self.emit(notice_event(decision, "notice-acknowledged", state.acknowledged_scope))
         elif decision.refusal is not None:
             m.refusals.labels(decision.refusal_label).inc()
-            self.emit(access_event(decision, exchange, "refused"))
+            self.emit_access(decision, exchange, "refused")
         else:
             if not decision.allowed_client:
                 m.refusals.labels("client").inc()
             blocked = state.answered in (Answered.BLOCKED, Answered.REFUSED)
-            self.emit(access_event(decision, exchange, "blocked" if blocked else "access"))
+            self.emit_access(decision, exchange, "blocked" if blocked else "access")
         m.requests.labels(
             match.category, match.site, decision.action_label, status_class(exchange.status)
         ).inc()

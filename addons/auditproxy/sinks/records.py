@@ -113,7 +113,26 @@ def url_domain(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+# The rule fields of recent decisions (`Engine.decide` remembers its decisions: the same
+# object comes back for every request of a person to a site), by the decision's identity;
+# the decision is held with them, so the identity cannot be another's. Event loop only.
+_RULE_FIELDS: dict[int, tuple[Decision, dict[str, Any]]] = {}
+RULE_FIELDS_LIMIT = 4096
+
+
 def rule_fields(decision: Decision) -> dict[str, Any]:
+    """The policy's and the person's fields (a fresh dict): made once per decision."""
+    found = _RULE_FIELDS.get(id(decision))
+    if found is not None and found[0] is decision:
+        return found[1].copy()
+    fields = _rule_fields(decision)
+    if len(_RULE_FIELDS) >= RULE_FIELDS_LIMIT:
+        _RULE_FIELDS.clear()
+    _RULE_FIELDS[id(decision)] = (decision, fields)
+    return fields.copy()
+
+
+def _rule_fields(decision: Decision) -> dict[str, Any]:
     match = decision.match
     fields: dict[str, Any] = {
         "rule.ruleset": decision.ruleset,
@@ -172,29 +191,32 @@ def refusal_fields(decision: Decision) -> dict[str, Any]:
 def access_event(decision: Decision, exchange: Exchange, action: str = "access") -> dict:
     """An `access` (or `blocked`) record for one HTTP request."""
     fields = rule_fields(decision)
+    fields.update(request_fields(decision, exchange, action))
+    return fields
+
+
+def request_fields(decision: Decision, exchange: Exchange, action: str = "access") -> dict:
+    """`access_event` without the decision's `rule_fields`: what the request adds."""
     status = exchange.status
     denied = action in ("blocked", "refused")
     if exchange.error is not None or status is None or denied:
         outcome = "failure"
     else:
         outcome = "success" if status < 400 else "failure"
-    fields.update(
-        {
-            "event.action": action,
-            # ECS expects `denied` for network events, not web ones (web: access, error, info).
-            # ECS expects `denied` for network events, not web ones.
-            "event.category": ["network"] if denied else ["network", "web"],
-            "event.type": ["denied"] if denied else ["access"],
-            "event.outcome": outcome,
-            "source.ip": exchange.client_address,
-            "url.scheme": exchange.scheme,
-            "url.domain": url_domain(decision.host),
-            "url.port": exchange.port,
-            "url.path": exchange.path,
-            "http.version": exchange.http_version,
-            "http.request.method": exchange.method,
-        }
-    )
+    fields: dict[str, Any] = {
+        "event.action": action,
+        # ECS expects `denied` for network events, not web ones (web: access, error, info).
+        "event.category": ["network"] if denied else ["network", "web"],
+        "event.type": ["denied"] if denied else ["access"],
+        "event.outcome": outcome,
+        "source.ip": exchange.client_address,
+        "url.scheme": exchange.scheme,
+        "url.domain": url_domain(decision.host),
+        "url.port": exchange.port,
+        "url.path": exchange.path,
+        "http.version": exchange.http_version,
+        "http.request.method": exchange.method,
+    }
     if status is not None:
         fields["http.response.status_code"] = status
     if exchange.response_bytes is not None:  # ECS: body alone, and head plus body
@@ -205,7 +227,8 @@ def access_event(decision: Decision, exchange: Exchange, action: str = "access")
         fields["event.duration"] = exchange.duration_ns
     if exchange.error:
         fields["error.message"] = exchange.error
-    fields.update(destination_fields(exchange.destination))
+    if exchange.destination is not None:
+        fields["destination.ip"], fields["destination.port"] = exchange.destination
     if action == "refused":
         fields.update(refusal_fields(decision))
     elif action == "blocked":

@@ -49,6 +49,11 @@ class Start(StrEnum):
     STATE_UNREADABLE = "state-unreadable"  # a state file that cannot be read or parsed
 
 
+BLOCK_SIZE = 64  # SHA-256's block, in bytes
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 def derive_key(secret: bytes) -> bytes:
     """The chain key: the proxy's secret (pseudonym key file) under a purpose label."""
     return hmac.new(secret, KEY_PURPOSE, hashlib.sha256).digest()
@@ -60,20 +65,40 @@ def key_id(key: bytes) -> str:
 
 
 class Mac:
-    """HMAC-SHA256 under one key (Python's `hmac`): the keyed state is made once and
-    copied per record, so the key's pads are not hashed again for every line."""
+    """HMAC-SHA256 under one key (RFC 2104): the inner and outer hashes are keyed once and
+    copied per record, so the key's pads are not hashed again for every line. (Not
+    `hmac.HMAC.copy`: a Python object around OpenSSL's HMAC context, copied, which cost
+    more than hashing the record; two `hashlib` copies cost less. The same digest:
+    tests/sinks/test_chain.py checks it against `hmac`.)"""
 
-    __slots__ = ("_keyed", "key_id")
+    __slots__ = ("_inner", "_outer", "key_id")
 
     def __init__(self, key: bytes) -> None:
-        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self.key_id = key_id(key)
+        if len(key) > BLOCK_SIZE:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(BLOCK_SIZE, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
 
     def __call__(self, previous: bytes, body: bytes) -> str:
-        mac = self._keyed.copy()
-        mac.update(previous)
-        mac.update(body)
-        return mac.hexdigest()
+        inner = self._inner.copy()
+        inner.update(previous)
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
+
+    def seal(self, previous: bytes, body: bytes) -> bytes:
+        """The MAC of `previous`, `body` and b"}" (a record's line without its seal), as
+        ASCII hex."""
+        inner = self._inner.copy()
+        inner.update(previous)
+        inner.update(body)
+        inner.update(b"}")
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest().encode("ascii")
 
 
 def unseal(line: bytes) -> tuple[bytes, str] | None:
