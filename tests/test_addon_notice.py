@@ -169,11 +169,24 @@ def test_not_a_page_is_neither_injected_nor_counted(harness, request_headers):
     assert has_notice(harness.page())  # the next real page still gets it
 
 
-@pytest.mark.parametrize("status", [204, 301, 302, 304, 404, 500])
-def test_only_200(harness, status):
+@pytest.mark.parametrize(
+    ("status", "counted"),
+    [(204, False), (206, False), (301, False), (302, False), (304, False),
+     (203, True), (226, True), (404, True), (500, True)],
+)  # fmt: skip
+def test_only_200(harness, status, counted):
+    """Only a 200 page gets the notice. An error page (or a 203) that the person reads is
+    counted as skipped: a site answering every page so would otherwise leave no trace."""
     f = harness.flow(headers=DOCUMENT)
     harness.exchange(f, status=status, body=PAGE if status not in (204, 304) else b"", headers=HTML)
     assert not has_notice(f)
+    skipped = harness.metric("auditproxy_notice_skipped_total", reason="not_ok")
+    assert skipped == (1 if counted else 0)
+    json = harness.flow(headers=DOCUMENT)
+    harness.exchange(json, status=status, body=b"{}", headers={"Content-Type": "application/json"})
+    frame = harness.flow(headers={**DOCUMENT, "Sec-Fetch-Dest": "iframe"})
+    harness.exchange(frame, status=status, body=PAGE, headers=HTML)
+    assert harness.metric("auditproxy_notice_skipped_total", reason="not_ok") == skipped
     assert has_notice(harness.page())
 
 

@@ -259,8 +259,26 @@ def test_generated_pages_never_get_a_misplaced_notice(page: bytes) -> None:
     for scripting in (True, False):
         if body_of(parse_justhtml(_as_text(page), scripting)) is not None:
             original = parse_justhtml(_as_text(without), scripting)
+            if original != parse_html5lib(_as_text(without), scripting):
+                # An oracle only where the two agree: justhtml reads a quote in an end
+                # tag's attributes as a value that runs on (`</style "x>`: the spec's
+                # attribute name state takes it as a name), html5lib predates template
+                # changes; the corpus test leaves the same documents out.
+                continue
             changed = parse_justhtml(_as_text(outcome.body), scripting)
             assert misplacement(original, changed, "justhtml", scripting, markup) is None
+
+
+def test_where_the_oracles_disagree_the_spec_decides() -> None:
+    """The case hypothesis found: html5lib and our scan follow the spec's tokenizer."""
+    page = b'<!--  <body class=c> --><style>a{}</style "x>b{}</style><body>'
+    outcome = inject(page, BANNER, content_type="text/html; charset=windows-1252")
+    assert isinstance(outcome, InjectResult)
+    for scripting in (True, False):
+        changed = parse_html5lib(_as_text(outcome.body), scripting)
+        original = parse_html5lib(_as_text(page), scripting)
+        markup = outcome.edits[-1].new
+        assert misplacement(original, changed, "html5lib", scripting, markup) is None
 
 
 def _as_text(page: bytes) -> str:

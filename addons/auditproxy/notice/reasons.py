@@ -12,6 +12,7 @@ class SkipReason(StrEnum):
     METHOD = "method"  # not GET (HEAD included)
     WEBSOCKET = "websocket"  # an upgrade to WebSocket
     STATUS = "status"  # not 200: 204, 206, 304, redirects, errors
+    NOT_OK = "not_ok"  # a page shown with another status than 200 (an error page, a 203)
     PREFETCH = "prefetch"  # speculative prefetch or prerender: may never be seen
     NOT_DOCUMENT = "not_document"  # frame, iframe, fetch/XHR, or not a navigation
     NOT_HTML = "not_html"  # not text/html (JSON, images, missing Content-Type, ...)

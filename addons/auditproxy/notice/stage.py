@@ -1,3 +1,4 @@
+# Over 300 lines: one response's notice from candidate to claim, work and give-back, in one place.
 """The daily notice's decisions for one response, as data. Pure: the hooks in `addon.py`
 read the flow, call these, and apply what they return.
 
@@ -57,6 +58,10 @@ NOT_A_PAGE = frozenset(
         SkipReason.NOT_DOCUMENT,
     }
 )
+
+
+# Statuses whose answer is no page the person reads (no body, a redirect, a range).
+_NO_PAGE = frozenset({204, 205, 206, 304, *range(100, 200), *range(300, 400)})
 
 
 def wording(engine: Engine, decision: Decision) -> NoticeSettings:
@@ -177,13 +182,16 @@ class NoticeStage:
             return None
         if fetch_dest is not None and fetch_dest.strip().lower() != b"document":
             return None  # an image, a script, a frame, fetch(): not a page (most requests)
-        if method != "GET" or status != 200:
+        if method != "GET" or (status != 200 and (fetch_dest is None or status in _NO_PAGE)):
             return None  # not a page (eligibility would say so too, at more cost)
         # Without fetch metadata (plain HTTP) a frame looks like a page: it may show the
         # notice, never use it up.
         visit = self.visit(engine, decision, certain=fetch_dest is not None)
         if self.state.seen(visit.day, visit.user, visit.scope):
             return None  # the common case: already seen today
+        if status != 200:  # a page, but an error page: counted (a site could answer so)
+            html = "text/html" in (response_headers.get("content-type") or "").lower()
+            return SkipReason.NOT_OK if html else None
         reason = eligibility.eligibility(
             method, status, request_headers, response_headers, max_bytes=self.max_bytes
         )
