@@ -170,15 +170,20 @@ def test_not_a_page_is_neither_injected_nor_counted(harness, request_headers):
 
 
 @pytest.mark.parametrize(
-    ("status", "counted"),
-    [(204, False), (206, False), (301, False), (302, False), (304, False),
-     (203, True), (226, True), (404, True), (500, True)],
+    ("status", "location", "counted"),
+    [(204, False, False), (304, False, False), (301, True, False), (302, True, False),
+     (203, False, True), (206, False, True), (226, False, True), (300, False, True),
+     (302, False, True), (404, False, True), (500, False, True)],
 )  # fmt: skip
-def test_only_200(harness, status, counted):
-    """Only a 200 page gets the notice. An error page (or a 203) that the person reads is
-    counted as skipped: a site answering every page so would otherwise leave no trace."""
+def test_only_200(harness, status, location, counted):
+    """Only a 200 page gets the notice. Any other page the browser shows (an error page, a
+    203, a 206, a 3xx without a Location) is counted as skipped: a site answering every page
+    so would otherwise leave no trace. A redirect is no page."""
     f = harness.flow(headers=DOCUMENT)
-    harness.exchange(f, status=status, body=PAGE if status not in (204, 304) else b"", headers=HTML)
+    headers = {**HTML, "Location": "/elsewhere"} if location else HTML
+    harness.exchange(
+        f, status=status, body=PAGE if status not in (204, 304) else b"", headers=headers
+    )
     assert not has_notice(f)
     skipped = harness.metric("auditproxy_notice_skipped_total", reason="not_ok")
     assert skipped == (1 if counted else 0)

@@ -70,3 +70,18 @@ def test_markup_in_the_policys_wording_or_the_links_is_text(example):
     page = confirmation.render([hostile, *rest], CONFIRM + '"><script>', BACK)
     assert b"<img" not in page and b"<script" not in page
     assert CONFIRM + '"><script>' in hrefs(page)
+
+
+def test_where_i_understand_appears_varies_and_stays_styled(example):
+    """A site cannot lay a decoy where "I understand" will be: each page moves it down by
+    one of `GAPS` steps, the same in every language, each step allowed by the page's CSP."""
+    texts = example.notice.ordered_texts()
+    pages = {
+        gap: confirmation.render(texts, CONFIRM, BACK, gap) for gap in range(confirmation.GAPS)
+    }
+    assert len(set(pages.values())) == confirmation.GAPS
+    assert b"<div class=" not in pages[0]
+    for gap in range(1, confirmation.GAPS):
+        assert pages[gap].count(f'<div class="g{gap}"></div>'.encode()) == len(texts)
+        (style,) = re.findall(r"<style>(.*?)</style>", pages[gap].decode("ascii"), re.S)
+        assert f".g{gap}{{height:{2 * gap}rem}}" in style

@@ -44,12 +44,20 @@ _WORDING = {
 }
 
 
-def render(texts: Sequence[BannerText], confirm_url: str, back_url: str) -> bytes:
+GAPS = 8  # where "I understand" may be: 0 to 7 steps of 2rem below the text
+
+
+def render(texts: Sequence[BannerText], confirm_url: str, back_url: str, gap: int = 0) -> bytes:
     """The notice in full, in the policy's order, each language with its own "I
-    understand" (one link for all) and a way back that acknowledges nothing."""
+    understand" (one link for all) and a way back that acknowledges nothing.
+
+    `gap` (0 to GAPS - 1, chosen at random by the caller) moves the links down by that many
+    steps: a site that lays a decoy where "I understand" will appear (a double-click whose
+    second press lands on it) cannot know where that is."""
     langs = [t.lang for t in texts] or ["en"]
     title = " / ".join(t.heading for t in texts) or "Reminder"
-    sections = "".join(_section(t, confirm_url, back_url) for t in texts)
+    spacer = f'<div class="g{gap}"></div>' if 0 < gap < GAPS else ""
+    sections = "".join(_section(t, confirm_url, back_url, spacer) for t in texts)
     page = (
         f'<!DOCTYPE html><html lang="{ascii_html(langs[0])}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -60,7 +68,7 @@ def render(texts: Sequence[BannerText], confirm_url: str, back_url: str) -> byte
     return page.encode("ascii")
 
 
-def _section(text: BannerText, confirm_url: str, back_url: str) -> str:
+def _section(text: BannerText, confirm_url: str, back_url: str, spacer: str) -> str:
     words = _WORDING.get(text.lang.split("-")[0], _WORDING["en"])
     policy = ""
     if text.policy_url:
@@ -72,7 +80,7 @@ def _section(text: BannerText, confirm_url: str, back_url: str) -> str:
         f'<section lang="{ascii_html(text.lang)}">'
         f"<h1>{ascii_html(text.heading)}</h1>"
         f"<p>{ascii_html(text.disclaimer)}</p><p>{ascii_html(text.monitoring)}</p>"
-        f"{policy}<p>{ascii_html(words['intro'])}</p>"
+        f"{policy}<p>{ascii_html(words['intro'])}</p>{spacer}"
         f'<p><a class="ack" href="{ascii_html(confirm_url)}">{ascii_html(text.acknowledge)}</a>'
         f' <a href="{ascii_html(back_url)}">{ascii_html(words["back"])}</a></p>'
         "</section>"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -127,7 +128,8 @@ def _confirmation_page(
 ) -> Answer:
     issued = int(now * 1000)
     confirmed = f"i={issued}&c={keys.confirmation(token, issued)}"
-    page = confirmation.render(texts, _ack_path(visit, back, token, confirmed), back)
+    gap = secrets.randbelow(confirmation.GAPS)  # where "I understand" is: not predictable
+    page = confirmation.render(texts, _ack_path(visit, back, token, confirmed), back, gap)
     return Answer(200, dict(confirmation.HEADERS), page)
 
 
@@ -183,8 +185,10 @@ def acknowledge(
     ):
         return _invalid(policy, decision)
     if now - int(issued) / 1000 < READING_SECONDS:
+        # The page again, through the first link: a confirmed URL that answered with a page
+        # would stay in the history, where a reload would acknowledge with no press at all.
         logger.info("an acknowledgement on %s came too quickly: the page again", decision.host)
-        return _confirmation_page(keys, claimed, back, token, texts, now)
+        return Answer(303, {"Location": _ack_path(claimed, back, token), **_REDIRECT})
     first = state.claim(claimed.day, claimed.user, acknowledgement_scope(claimed.scope))
     state.claim(claimed.day, claimed.user, claimed.scope)  # the period's notice is done
     return Answer(303, headers_out, acknowledged_scope=claimed.scope if first else None)

@@ -60,8 +60,9 @@ NOT_A_PAGE = frozenset(
 )
 
 
-# Statuses whose answer is no page the person reads (no body, a redirect, a range).
-_NO_PAGE = frozenset({204, 205, 206, 304, *range(100, 200), *range(300, 400)})
+# Statuses whose answer is no page the person reads (no body). A 3xx with a Location is a
+# redirect (not counted); without one the browser shows its body, as for a 206.
+_NO_PAGE = frozenset({204, 205, 304, *range(100, 200)})
 
 
 def wording(engine: Engine, decision: Decision) -> NoticeSettings:
@@ -191,7 +192,8 @@ class NoticeStage:
             return None  # the common case: already seen today
         if status != 200:  # a page, but an error page: counted (a site could answer so)
             html = "text/html" in (response_headers.get("content-type") or "").lower()
-            return SkipReason.NOT_OK if html else None
+            redirect = 300 <= status < 400 and "location" in response_headers
+            return SkipReason.NOT_OK if html and not redirect else None
         reason = eligibility.eligibility(
             method, status, request_headers, response_headers, max_bytes=self.max_bytes
         )

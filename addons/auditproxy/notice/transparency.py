@@ -44,6 +44,7 @@ STYLE = (
     "text-decoration:none}.ack:focus{outline:3px solid #0535d2;outline-offset:2px}"
     "@media (prefers-color-scheme:dark){.ack{color:#1c2733;background:#9ccaff;"
     "border-color:#9ccaff}.ack:focus{outline-color:#fff}}"
+    + "".join(f".g{n}{{height:{2 * n}rem}}" for n in range(1, 8))  # confirmation's gaps
 )
 STYLE_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode() + "'"
 
