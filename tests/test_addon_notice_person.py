@@ -148,6 +148,8 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
         pytest.param(lambda link: re.sub(r"i=(\d+)", lambda m: f"i={int(m[1]) - 5000}", link),
                      403, id="an earlier time"),
         pytest.param(lambda link: link.replace("&i=", "&i=x"), 403, id="no time"),
+        pytest.param(lambda link: link.replace("&i=", "&i=%C2%B2"), 403, id="a digit not 0-9"),
+        pytest.param(lambda link: link.replace("&i=", "&i=" + "9" * 5000), 403, id="huge"),
     ],
 )  # fmt: skip
 def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, status):

@@ -180,9 +180,8 @@ def acknowledge(
     confirmed, issued = one("c"), one("i")
     if not confirmed:
         return _confirmation_page(keys, claimed, back, token, texts, now)
-    if not issued.isdigit() or not hmac.compare_digest(
-        keys.confirmation(token, int(issued)), confirmed
-    ):
+    well_formed = issued.isascii() and issued.isdigit() and len(issued) <= 16
+    if not well_formed or not hmac.compare_digest(keys.confirmation(token, int(issued)), confirmed):
         return _invalid(policy, decision)
     if now - int(issued) / 1000 < READING_SECONDS:
         # The page again, through the first link: a confirmed URL that answered with a page
