@@ -128,7 +128,9 @@ class AuditProxyProcess:
     def records(self) -> list[dict]:
         if not self.access_log.exists():
             return []
-        lines = self.access_log.read_text().splitlines()
+        # Only whole lines: the proxy may be appending one while it is read (one write(2),
+        # but a reader of a regular file can see part of it).
+        lines = self.access_log.read_bytes().split(b"\n")[:-1]
         return [json.loads(line) for line in lines if line.strip()]
 
     def wait_for_records(
