@@ -1,18 +1,20 @@
-"""The page that asks the person to confirm "I understand" for a plain-http page. Pure.
+"""The page that asks the person to confirm "I understand". Pure.
 
-A plain-http page carries no fetch metadata, so the proxy cannot tell the person's page
-from a frame or from a script that fetched it: whatever went into that response, a page's
-script may have read, the notice's link included. A script that has the link can follow
-it as a navigation on the person's next click anywhere (the click is real, its target is
-not). So on such pages the link does not acknowledge: it opens this page, which the proxy
-serves on https with the notice in full and its own "I understand" link. That link
-carries a second token (`NoticeKeys.confirmation`) that exists nowhere else.
+The notice's link is in the page's bytes, and the page's own scripts may get at them: a
+plain-http page can fetch itself (no fetch metadata tells that from the person's page), a
+script's `document.write` can turn the rest of the page, the notice included, into text
+before the notice forms its closed shadow root, an overlay can hide the notice under a
+decoy. A script that has the link can follow it on the person's next click anywhere (the
+click is real, its target is not). So the link does not acknowledge: it opens this page,
+the notice in full with its own "I understand" link, which carries a second token
+(`NoticeKeys.confirmation`, signing when the page was made) that exists nowhere else.
 
 No script can read it: the page is sandboxed (`Content-Security-Policy: sandbox`, an
 opaque origin, so not even the site's own pages or an opener of the same origin can look
-inside), cannot be framed, is not cached, sends no Referer, and is served only to a
-top-level navigation the person made. What is in it is what the person sees. Pure ASCII
-with character references, no script, no form, no external resource.
+inside), cannot be framed, is not cached, sends no Referer, is never given to a service
+worker, and is served only to a top-level navigation. "I understand" sits at one of
+`GAPS` heights, chosen at random for each page, so a decoy cannot be laid where it will
+appear. Pure ASCII with character references, no script, no form, no external resource.
 """
 
 from __future__ import annotations
