@@ -41,7 +41,9 @@ def read(path: Path) -> list[dict]:
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
-    return [json.loads(line) for line in data.splitlines()]
+    # Only whole lines: the proxy may be appending one while it is read (one write(2), but
+    # a reader of a regular file can see part of it). `auditproxy verify-log` sees the rest.
+    return [json.loads(line) for line in data.split(b"\n")[:-1] if line]
 
 
 @dataclass
