@@ -17,8 +17,8 @@ replay, `save_stream_file`, `proxyauth`...): thirteen of them for each request's
 `request` alone, about 45 us a request in mitmproxy's calls (bench/RESULTS.md). They stay
 in the chain, so every mitmproxy option still works; `IDLE` says, for each, when its hook
 has work, checked at each event (an attribute or an option: their state changes with
-options and commands), and an idle one is not asked. Nor is an add-on without the hook
-whose children are none at the moment (the script loader without scripts).
+options and commands), and an idle one is not asked. (An add-on asked only for its
+children is always asked: see `_busy`.)
 """
 
 from __future__ import annotations
@@ -115,8 +115,12 @@ class HookIndex:
 
 
 def _busy(addon: Any, name: str) -> Busy | None:
-    if getattr(addon, name, None) is None:  # asked for its children only: if it has any
-        return _children
+    if getattr(addon, name, None) is None:
+        # Asked for its children only: always asked. Skipping a parent while it had no
+        # children stalled a raw TCP relay now and then (a server-first greeting waited
+        # 10 s, about 1 run in 15 of tests/e2e/test_audit_trail.py's SSH test; never with
+        # this line). Cause not found yet: see the closing note of 2026-11-29.
+        return None
     idle = IDLE.get(type(addon))
     return idle[1] if idle is not None and name in idle[0] else None
 
@@ -126,10 +130,6 @@ def _idle(addon: Any, busy: Busy) -> bool:
         return not busy(addon)
     except Exception:  # not the add-on `IDLE` knows: ask it
         return False
-
-
-def _children(addon: Any) -> Any:
-    return addon.addons
 
 
 def install(manager: AddonManager) -> HookIndex:
