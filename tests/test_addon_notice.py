@@ -27,6 +27,8 @@ from support.notice import (
 from support.paths import POLICIES
 
 TORONTO = ZoneInfo("America/Toronto")
+# A page request without fetch metadata (plain HTTP): what a browser sends, frames too.
+PLAIN_PAGE = {"Host": "www.facebook.com", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 
 
 @pytest.fixture
@@ -196,12 +198,39 @@ def test_only_200(harness, status, location, counted):
 
 
 def test_head_and_post(harness):
+    """HEAD has no page. A POST is a page when the browser says it is a top-level
+    navigation (a form the person sent: a site could serve every page so); a script's POST,
+    or one without fetch metadata (which a script's looks like), is not, nor counted."""
     assert not has_notice(
         harness.exchange(harness.flow(method="HEAD", headers=DOCUMENT), headers=HTML, body=b"")
     )
-    assert not has_notice(
-        harness.exchange(harness.flow(method="POST", headers=DOCUMENT), headers=HTML, body=PAGE)
-    )
+    script = {"Accept": "text/html", "Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty"}
+    for headers in (script, PLAIN_PAGE):
+        f = harness.exchange(harness.flow(method="POST", headers=headers), headers=HTML, body=PAGE)
+        assert not has_notice(f)
+    assert harness.metric("auditproxy_notice_skipped_total", reason="method") == 0
+    form = harness.flow(method="POST", headers={**DOCUMENT, "Sec-Fetch-User": "?1"})
+    assert has_notice(harness.exchange(form, headers=HTML, body=PAGE))
+    assert len(harness.records("notice-shown")) == 1
+    assert not has_notice(harness.page())  # the day's notice is done
+
+
+@pytest.mark.parametrize("status", [404, 203, 500])
+def test_an_error_page_without_fetch_metadata_is_counted_too(harness, status):
+    """Over plain HTTP (no fetch metadata) a site could answer every page with an error
+    status: counted like a page (the same tests as a 200 page; a same-site frame looks the
+    same and counts too), never a cross-site frame, a script's request or an image."""
+    frame = {**PLAIN_PAGE, "Referer": "http://news.example/"}
+    for headers, body_type in (
+        (frame, HTML),
+        ({**PLAIN_PAGE, "X-Requested-With": "XMLHttpRequest"}, HTML),
+        ({"Accept": "image/avif,image/*"}, HTML),
+        (PLAIN_PAGE, {"Content-Type": "image/png"}),
+    ):
+        harness.exchange(harness.flow(headers=headers), status=status, body=PAGE, headers=body_type)
+    assert harness.metric("auditproxy_notice_skipped_total", reason="not_ok") == 0
+    harness.exchange(harness.flow(headers=PLAIN_PAGE), status=status, body=PAGE, headers=HTML)
+    assert harness.metric("auditproxy_notice_skipped_total", reason="not_ok") == 1
 
 
 @pytest.mark.parametrize(

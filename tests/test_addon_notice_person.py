@@ -116,8 +116,10 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
     assert confirm.response.status_code == 200 and acknowledged(harness) == []
     headers = confirm.response.headers
     assert headers["Cache-Control"] == "no-store" and headers["X-Frame-Options"] == "DENY"
-    assert "sandbox" in headers["Content-Security-Policy"]
+    assert "sandbox allow-forms " in headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    # Its form goes to this origin, and its answer back to the plain-http page's.
+    assert "form-action 'self' http://www.facebook.com:8080;" in headers["Content-Security-Policy"]
     assert b"<script" not in confirm.response.content
     assert b"Use is monitored." in confirm.response.content  # the full text
     assert b"http://www.facebook.com:8080/groups/1?x=2" in confirm.response.content  # back
@@ -150,6 +152,9 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
         pytest.param(lambda link: link.replace("&i=", "&i=x"), 403, id="no time"),
         pytest.param(lambda link: link.replace("&i=", "&i=%C2%B2"), 403, id="a digit not 0-9"),
         pytest.param(lambda link: link.replace("&i=", "&i=" + "9" * 5000), 403, id="huge"),
+        pytest.param(lambda link: link.replace("&read=1", ""), 303, id="not ticked"),
+        pytest.param(lambda link: link.replace("&read=1", "&read=0"), 303, id="ticked 0"),
+        pytest.param(lambda link: link + "&read=1", 303, id="ticked twice"),
     ],
 )  # fmt: skip
 def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, status):
@@ -158,8 +163,12 @@ def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, stat
         harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
     )
     time_to_read(harness)
-    f = harness.flow("https://www.facebook.com" + change(second), headers=CONFIRM_CLICK)
-    assert harness.exchange(f).response.status_code == status
+    f = harness.exchange(
+        harness.flow("https://www.facebook.com" + change(second), headers=CONFIRM_CLICK)
+    )
+    assert f.response.status_code == status
+    if status == 303:  # the confirmation page again, through the first link
+        assert f.response.headers["Location"] == link.partition("https://www.facebook.com")[2]
     assert acknowledged(harness) == []
 
 

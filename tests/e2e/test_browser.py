@@ -235,6 +235,18 @@ def read_it(page: Page) -> None:
     page.wait_for_timeout((READING_SECONDS + 0.3) * 1000)
 
 
+# The confirmation page's tick, by the language of its "I understand".
+READ = {"I understand": "I have read this reminder", "Je comprends": "J'ai lu ce rappel"}
+
+
+def confirm(page: Page, button: str = "I understand") -> None:
+    """On the proxy's confirmation page, as the person: reads it, ticks "I have read this
+    reminder" and presses "I understand" (in the button's language)."""
+    read_it(page)
+    page.get_by_role("checkbox", name=READ[button], exact=True).check()
+    page.get_by_role("button", name=button, exact=True).click()
+
+
 def assert_no_notice(page: Page) -> None:
     """Called once the page has loaded: the notice is not in its DOM at all."""
     assert notice(page).count() == 0, f"{page.url} carries the notice"
@@ -555,8 +567,11 @@ def test_acknowledgement_link_returns_to_the_same_page(session, upstream, url, l
     expect(page.get_by_text(FRENCH)).to_be_visible()
     labels = dict(category="social", site=site, event="acknowledged")
     assert proxy.metric("auditproxy_notices_total", **labels) == 0
-    read_it(page)
-    page.get_by_role("link", name=link, exact=True).click()
+    # "I understand" alone does nothing: the browser asks for the tick first.
+    page.get_by_role("button", name=link, exact=True).click()
+    page.wait_for_timeout(300)
+    assert ACK_PATH in page.url and proxy.metric("auditproxy_notices_total", **labels) == 0
+    confirm(page, link)
     page.wait_for_url(url.partition("#")[0])
 
     path = url.partition("://")[2].partition("/")[2].partition("#")[0]
@@ -1044,6 +1059,28 @@ def test_notice_reflows_at_400_percent_and_has_no_motion(proxy_for, policy, open
 
 
 @pytest.mark.clock
+def test_a_page_reached_by_a_form_post_gets_the_notice(session, upstream):
+    """A site could serve every page as the answer to a form's POST: Chromium calls it a
+    top-level navigation (fetch metadata), and it gets the notice like a GET."""
+    page, proxy = session.page, session.proxy
+    form = (
+        '<form method="post" action="https://forum.test/search">'
+        '<input name="q" value="x"><button id="go">Go</button></form>'
+    )
+    upstream.route("news.test", "/form", Reply.html(html_page("Form", form)))
+    upstream.route("forum.test", "/search", Reply.html(html_page("Results", "<p>Results</p>")))
+    page.goto("https://news.test/form")
+    assert_no_notice(page)  # not monitored
+    page.click("#go")
+    page.wait_for_url("https://forum.test/search")
+    assert_notice_shown(page)
+    (sent,) = upstream.find(host="forum.test", path="/search")
+    assert sent.method == "POST" and sent.headers.get("sec-fetch-mode") == "navigate"
+    (shown,) = proxy.wait_for_records(1, lambda r: r["event.action"] == "notice-shown")
+    assert shown["url.domain"] == "forum.test"
+
+
+@pytest.mark.clock
 def test_hidden_frame_without_referrer_does_not_spend_the_notice(session, upstream):
     """A plain-http page hides a frame of a monitored site with no referrer (so no fetch
     metadata and no Referer): the frame cannot use up the person's notice."""
@@ -1120,11 +1157,15 @@ def test_a_page_script_cannot_acknowledge_and_replays_count_once(session, upstre
         page.keyboard.press("Tab")
     page.keyboard.press("Enter")
     page.wait_for_url(f"https://www.facebook.com{ACK_PATH}?**")  # the confirmation page
-    confirm = page.get_by_role("link", name="I understand", exact=True)
-    second = confirm.get_attribute("href") or ""
     read_it(page)
-    confirm.focus()
-    page.keyboard.press("Enter")  # the person's own, with the keyboard again
+    tick = page.get_by_role("checkbox", name="I have read this reminder", exact=True)
+    tick.focus()
+    page.keyboard.press("Space")  # the person's own, with the keyboard again
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="I understand", exact=True)).to_be_focused()
+    with page.expect_request(lambda r: "&read=1" in r.url) as sent:
+        page.keyboard.press("Enter")
+    second = sent.value.url.partition("https://www.facebook.com")[2]
     page.wait_for_url("https://www.facebook.com/")
     proxy.wait_for_records(1, lambda r: r["event.action"] == "notice-acknowledged")
 
@@ -1256,7 +1297,7 @@ def test_a_script_that_reads_the_notice_as_text_cannot_acknowledge(session, upst
 
 # A monitored site's service worker with navigation preload: the preload request carries
 # the navigation's own headers, and the worker reads its answer. It reports each one.
-WORKER = """
+WORKER = r"""
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (e) => e.waitUntil((async () => {
   await self.registration.navigationPreload.enable();
@@ -1271,9 +1312,11 @@ self.addEventListener("fetch", (e) => {
     const path = new URL(e.request.url).pathname;
     await fetch("/r", { method: "POST", body: JSON.stringify({ path, preloaded: !!preloaded,
                                                               status: r.status, text }) });
-    const m = text.match(/class="ack" href="([^"]*)"/);
-    if (m) return Response.redirect(new URL(m[1].replace(/&amp;/g, "&"), e.request.url).href, 302);
-    return r;
+    const form = text.match(/<form[^>]*action="([^"]*)"[^>]*>([\s\S]*?)<\/form>/);
+    if (!form) return r;
+    const fields = [...form[2].matchAll(/name="([^"]*)" value="([^"]*)"/g)];
+    const query = fields.map(([, k, v]) => k + "=" + encodeURIComponent(v.replace(/&amp;/g, "&")));
+    return Response.redirect(new URL(form[1] + "?" + query.join("&"), e.request.url).href, 302);
   })());
 });
 """

@@ -55,7 +55,11 @@ def test_a_document_navigation_is_eligible() -> None:
     ("case", "expected"),
     [
         (dict(method="HEAD"), SkipReason.METHOD),
-        (dict(method="POST"), SkipReason.METHOD),
+        (dict(method="POST"), None),  # a form the person sent: a top-level page
+        (dict(method="POST", request={"Sec-Fetch-Mode": "cors"}), SkipReason.METHOD),
+        (dict(method="POST", request={"Sec-Fetch-Dest": "iframe"}), SkipReason.METHOD),
+        (dict(method="POST", drop=("Sec-Fetch-Mode", "Sec-Fetch-Dest")), SkipReason.METHOD),
+        (dict(method="PUT"), SkipReason.METHOD),
         (dict(method="get"), SkipReason.METHOD),  # methods are case-sensitive
         (dict(status=204), SkipReason.STATUS),
         (dict(status=304), SkipReason.STATUS),

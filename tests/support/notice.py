@@ -3,10 +3,11 @@ the oracle that takes it out again."""
 
 from __future__ import annotations
 
-import html
-import re
+import html.parser
 from typing import Any
+from urllib.parse import quote, urlencode
 
+from auditproxy.notice.confirmation import READ_FIELD, READ_VALUE
 from auditproxy.notice.insert import InjectResult
 from auditproxy.notice.ownpaths import READING_SECONDS
 
@@ -25,8 +26,6 @@ CONFIRM_CLICK = {**CLICK, "Sec-Fetch-Site": "cross-site"}
 # The notice in a page's bytes (the interface contract's element id).
 NOTICE = b'id="auditproxy-notice"'
 
-_CONFIRMATION = re.compile(rb'<a class="ack" href="([^"]+)"')
-
 
 def time_to_read(harness: Any) -> None:
     """The person reads the confirmation page before clicking its "I understand" (a
@@ -36,11 +35,41 @@ def time_to_read(harness: Any) -> None:
     calendar.clock = lambda: clock() + READING_SECONDS + 1
 
 
-def confirmation_link(page: bytes) -> str:
-    """The link of "I understand" in the proxy's confirmation page (one for all languages)."""
-    links = {html.unescape(m.decode("ascii")) for m in _CONFIRMATION.findall(page)}
+class _Forms(html.parser.HTMLParser):
+    """Each form's action and the fields a browser sends with it: its hidden inputs and
+    its ticked checkboxes (`tick`: tick them all, as the person does)."""
+
+    def __init__(self, tick: bool) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tick, self.forms = tick, []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "form":
+            assert (a.get("method") or "get").lower() == "get", a
+            self.forms.append((a.get("action") or "", []))
+        elif tag == "input" and self.forms:
+            kind = (a.get("type") or "text").lower()
+            if kind == "hidden" or (kind == "checkbox" and (self.tick or "checked" in a)):
+                self.forms[-1][1].append((a["name"], a.get("value") or "on"))
+
+
+def form_links(page: bytes, tick: bool = True) -> set[str]:
+    """The URL each of the page's GET forms sends the browser to when pressed."""
+    parser = _Forms(tick)
+    parser.feed(page.decode("ascii"))
+    parser.close()
+    return {f"{action}?{urlencode(fields, quote_via=quote)}" for action, fields in parser.forms}
+
+
+def confirmation_link(page: bytes, tick: bool = True) -> str:
+    """Where "I understand" in the proxy's confirmation page takes the browser, once the
+    person has ticked "I have read this" (one form per language, one link for all)."""
+    links = form_links(page, tick)
     assert len(links) == 1, f"not one confirmation link: {links}"
-    return links.pop()
+    link = links.pop()
+    assert (f"&{READ_FIELD}={READ_VALUE}" in link) is tick
+    return link
 
 
 def undo(result: InjectResult) -> bytes:

@@ -1,7 +1,8 @@
 """Which responses may carry the notice, from the headers alone (before the body is read).
 
-`eligibility(...)` returns None or a `SkipReason`. Only a GET answered 200 with text/html,
-for a top-level navigation (`Sec-Fetch-Dest: document`, or the heuristics of old clients:
+`eligibility(...)` returns None or a `SkipReason`. Only a GET (or a POST that fetch
+metadata says is a top-level navigation: a form the person sent) answered 200 with
+text/html, for a top-level navigation (`Sec-Fetch-Dest: document`, or the heuristics of old clients:
 Accept, no X-Requested-With, no cross-site Referer), in an encoding the proxy can decode
 and re-encode, without `no-transform`, a redirect refresh or an attachment. Also the
 charset rules: where ASCII bytes inserted at a tag boundary still read as ASCII.
@@ -35,7 +36,8 @@ def eligibility(
     """None when this response may carry the notice; otherwise why not.
 
     Header names are looked up case-insensitively in any Mapping (mitmproxy's Headers does
-    that itself). Only a GET answered 200 with text/html, for a top-level navigation.
+    that itself). Only a GET (or a form's POST, with fetch metadata) answered 200 with
+    text/html, for a top-level navigation.
     """
     request = _Headers(request_headers)
     response = _Headers(response_headers)
@@ -74,11 +76,20 @@ class _Headers:
 
 
 def _request_skip(method: str, request: _Headers) -> SkipReason | None:
-    if method != "GET":
+    if method != "GET" and not (method == "POST" and _form_navigation(request)):
         return SkipReason.METHOD
     if "websocket" in request.tokens("upgrade"):
         return SkipReason.WEBSOCKET
     return None
+
+
+def _form_navigation(request: _Headers) -> bool:
+    """A POST the browser says is a top-level navigation: a form the page sent (a site
+    could serve every page so). Without fetch metadata a script's POST looks the same."""
+    mode, destination = request.get("sec-fetch-mode"), request.get("sec-fetch-dest")
+    return (mode or "").strip().lower() == "navigate" and (
+        destination or ""
+    ).strip().lower() == "document"
 
 
 def _status_skip(status: int) -> SkipReason | None:

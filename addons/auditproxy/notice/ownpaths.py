@@ -1,12 +1,13 @@
 """The proxy's own paths on a monitored site: "I understand" and "what is recorded". Pure.
 
     ACK_PATH     the signed acknowledgement link. It opens the confirmation page; that
-                 page's link acknowledges, for a top-level navigation the person made
-                 (`notice.navigation`), with valid tokens for this person, scope, period,
-                 host and page; at most one `notice-acknowledged` record per person, scope
-                 and period however often it is followed (the state keeps the
-                 acknowledgement like a claim), and it claims the period's notice.
-                 Returns the person to the page (303), never elsewhere.
+                 page's form ("I have read this", "I understand") acknowledges, for a
+                 top-level navigation the person made (`notice.navigation`), with valid
+                 tokens for this person, scope, period, host and page; at most one
+                 `notice-acknowledged` record per person, scope and period however often
+                 it is followed (the state keeps the acknowledgement like a claim), and it
+                 claims the period's notice. Returns the person to the page (303), never
+                 elsewhere.
     RECORD_PATH  the page "what is recorded about me" (`notice.transparency`), for the
                  person asking only.
 
@@ -18,16 +19,18 @@ proxy, so no page can observe the proxy through them. Every page the proxy
 answers with here is sandboxed (an opaque origin: no script of the site can read it, even
 from a window it opened), cannot be framed and is not cached.
 
-"I understand" takes two clicks. The notice's link carries the first token; it is in the
+"I understand" takes two steps. The notice's link carries the first token; it is in the
 page's bytes, which the page's own scripts may read (a `fetch()` of a plain-http page,
 markup that a script's `document.write` turns into text before the notice could form its
 closed shadow root) and could follow as a navigation on the person's next click anywhere,
 or which an overlay may hide under a decoy. So it never acknowledges: it opens the
-proxy's confirmation page (`notice.confirmation`), the notice in full, whose own link
-carries a second token that exists nowhere else. That page is sandboxed, unframeable, and
-never given to a service worker (`NoticeStage.answers`): no script of the site can read
-it. Links on a plain-http page point to the same host over https, where the browser sends
-fetch metadata; the acknowledgement then returns to the http page.
+proxy's confirmation page (`notice.confirmation`), the notice in full, whose own form
+carries a second token that exists nowhere else and asks for a tick and a press, each at a
+place no site can predict, no sooner than `READING_SECONDS` after the page was made. That
+page is sandboxed, unframeable, and never given to a service worker
+(`NoticeStage.answers`): no script of the site can read it. Links on a plain-http page
+point to the same host over https, where the browser sends fetch metadata; the
+acknowledgement then returns to the http page.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from auditproxy.decide import pages
 from auditproxy.decide.classify import Match
@@ -110,16 +113,18 @@ def ack_link(keys: NoticeKeys, visit: Visit, host: str, back: str, base: str) ->
     return base + _ack_path(visit, back, keys.token(visit, host, back))
 
 
-def _ack_path(visit: Visit, back: str, token: str, confirmed: str = "") -> str:
-    return (
-        f"{ACK_PATH}?r={quote(back, safe='')}&d={visit.day.toordinal()}"
-        f"&s={quote(visit.scope, safe='')}&t={token}" + (f"&{confirmed}" if confirmed else "")
-    )
+def _ack_fields(visit: Visit, back: str, token: str) -> list[tuple[str, str]]:
+    """The acknowledgement link's query: where to return, the period, the scope, the token."""
+    return [("r", back), ("d", str(visit.day.toordinal())), ("s", visit.scope), ("t", token)]
+
+
+def _ack_path(visit: Visit, back: str, token: str) -> str:
+    return f"{ACK_PATH}?{urlencode(_ack_fields(visit, back, token), quote_via=quote, safe='')}"
 
 
 # The least time between the confirmation page and its "I understand": a site that opens
-# the page under a decoy double-click (the second press lands on "I understand") is
-# faster; a person who reads is not. A quicker click just gets the page again.
+# the page under a decoy (a double-click whose second press lands on the page) is faster;
+# a person who reads is not. A quicker answer just gets the page again.
 READING_SECONDS = 1.0
 
 
@@ -127,10 +132,15 @@ def _confirmation_page(
     keys: NoticeKeys, visit: Visit, back: str, token: str, texts: Sequence[BannerText], now: float
 ) -> Answer:
     issued = int(now * 1000)
-    confirmed = f"i={issued}&c={keys.confirmation(token, issued)}"
-    gap = secrets.randbelow(confirmation.GAPS)  # where "I understand" is: not predictable
-    page = confirmation.render(texts, _ack_path(visit, back, token, confirmed), back, gap)
-    return Answer(200, dict(confirmation.HEADERS), page)
+    fields = [
+        *_ack_fields(visit, back, token),
+        ("i", str(issued)),
+        ("c", keys.confirmation(token, issued)),
+    ]
+    # Where the tick and "I understand" are: not predictable, so not a decoy's to place.
+    places = (secrets.randbelow(confirmation.GAPS), secrets.randbelow(confirmation.GAPS))
+    page = confirmation.render(texts, ACK_PATH, fields, back, places)
+    return Answer(200, confirmation.headers(back), page)
 
 
 def _refused(policy: Policy, status: int = 403) -> Answer:
@@ -161,7 +171,7 @@ def acknowledge(
         return values[0] if len(values) == 1 else ""
 
     back = safe_return_target(one("r"), decision.host)
-    # From anywhere: this link only opens the confirmation page; its own link comes from
+    # From anywhere: this link only opens the confirmation page; its own form comes from
     # that page, an opaque origin, which the browser calls cross-site.
     why = person_navigation(headers, any_site=True)
     if why is not None:
@@ -183,10 +193,15 @@ def acknowledge(
     well_formed = issued.isascii() and issued.isdigit() and len(issued) <= 16
     if not well_formed or not hmac.compare_digest(keys.confirmation(token, int(issued)), confirmed):
         return _invalid(policy, decision)
-    if now - int(issued) / 1000 < READING_SECONDS:
+    unread = one(confirmation.READ_FIELD) != confirmation.READ_VALUE
+    if unread or now - int(issued) / 1000 < READING_SECONDS:
         # The page again, through the first link: a confirmed URL that answered with a page
         # would stay in the history, where a reload would acknowledge with no press at all.
-        logger.info("an acknowledgement on %s came too quickly: the page again", decision.host)
+        logger.info(
+            "an acknowledgement on %s came %s: the page again",
+            decision.host,
+            "without its tick" if unread else "too quickly",
+        )
         return Answer(303, {"Location": _ack_path(claimed, back, token), **_REDIRECT})
     first = state.claim(claimed.day, claimed.user, acknowledgement_scope(claimed.scope))
     state.claim(claimed.day, claimed.user, claimed.scope)  # the period's notice is done

@@ -9,7 +9,7 @@ from enum import StrEnum
 class SkipReason(StrEnum):
     """Why a response did not get the notice; the `reason` label of the skip counter."""
 
-    METHOD = "method"  # not GET (HEAD included)
+    METHOD = "method"  # not GET, nor a form's POST navigation (HEAD included)
     WEBSOCKET = "websocket"  # an upgrade to WebSocket
     STATUS = "status"  # not 200: 204, 206, 304, redirects, errors
     NOT_OK = "not_ok"  # a page shown with another status than 200 (an error page, a 203)

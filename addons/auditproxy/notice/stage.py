@@ -20,9 +20,11 @@ period. A page without fetch metadata (plain HTTP, where a frame looks like a pa
 show the notice but never uses it up: the person's own certain page or "I understand" does.
 The period is the policy's `notice.interval` (a day, a week, a month) by the calendar.
 
-What counts as skipped: a person's top-level GET page with status 200, due the notice,
-that could not carry it (not HTML, CSP, charset, too large, ...). Requests that are not
-pages at all (images, XHR, frames, redirects, HEAD) are not candidates and not counted.
+What counts as skipped: a person's top-level page (a GET, or a form's POST with fetch
+metadata) due the notice that could not carry it: status 200 but not HTML, CSP, charset,
+too large, ...; or an HTML page with another status (`not_ok`: only 200 pages get the
+notice). Requests that are not pages at all (images, XHR, frames, redirects, HEAD) are
+not candidates and not counted.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ NOT_A_PAGE = frozenset(
 # Statuses whose answer is no page the person reads (no body). A 3xx with a Location is a
 # redirect (not counted); without one the browser shows its body, as for a 206.
 _NO_PAGE = frozenset({204, 205, 304, *range(100, 200)})
+
+
+def _maybe_shown(status: int, response_headers: Mapping[str, str]) -> bool:
+    """Whether a response with a status other than 200 is an HTML page the browser shows."""
+    if status in _NO_PAGE or (300 <= status < 400 and "location" in response_headers):
+        return False
+    return "text/html" in (response_headers.get("content-type") or "").lower()
 
 
 def wording(engine: Engine, decision: Decision) -> NoticeSettings:
@@ -183,17 +192,24 @@ class NoticeStage:
             return None
         if fetch_dest is not None and fetch_dest.strip().lower() != b"document":
             return None  # an image, a script, a frame, fetch(): not a page (most requests)
-        if method != "GET" or (status != 200 and (fetch_dest is None or status in _NO_PAGE)):
+        certain = fetch_dest is not None
+        if method != "GET" and (method != "POST" or not certain):
             return None  # not a page (eligibility would say so too, at more cost)
+        if status != 200 and not _maybe_shown(status, response_headers):
+            return None  # no body the person reads, or not HTML: not a page
         # Without fetch metadata (plain HTTP) a frame looks like a page: it may show the
         # notice, never use it up.
-        visit = self.visit(engine, decision, certain=fetch_dest is not None)
+        visit = self.visit(engine, decision, certain=certain)
         if self.state.seen(visit.day, visit.user, visit.scope):
             return None  # the common case: already seen today
-        if status != 200:  # a page, but an error page: counted (a site could answer so)
-            html = "text/html" in (response_headers.get("content-type") or "").lower()
-            redirect = 300 <= status < 400 and "location" in response_headers
-            return SkipReason.NOT_OK if html and not redirect else None
+        if status != 200:
+            # A page, but an error page (or a 203): counted, since a site could answer
+            # every page so, if it looks like a page the person opened (the same tests
+            # as a 200 page: without fetch metadata, a same-site frame counts too).
+            why = eligibility.eligibility(
+                method, 200, request_headers, response_headers, max_bytes=self.max_bytes
+            )
+            return None if why in NOT_A_PAGE else SkipReason.NOT_OK
         reason = eligibility.eligibility(
             method, status, request_headers, response_headers, max_bytes=self.max_bytes
         )
