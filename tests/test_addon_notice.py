@@ -21,7 +21,7 @@ from support.notice import (
     CONFIRM_CLICK,
     DOCUMENT,
     NOTICE,
-    confirmation_link,
+    through_confirmation,
     time_to_read,
 )
 from support.paths import POLICIES
@@ -174,13 +174,15 @@ def test_not_a_page_is_neither_injected_nor_counted(harness, request_headers):
 @pytest.mark.parametrize(
     ("status", "location", "counted"),
     [(204, False, False), (304, False, False), (301, True, False), (302, True, False),
+     (303, True, False), (307, True, False), (308, True, False),
      (203, False, True), (206, False, True), (226, False, True), (300, False, True),
-     (302, False, True), (404, False, True), (500, False, True)],
+     (302, False, True), (404, False, True), (500, False, True),
+     (300, True, True), (305, True, True), (306, True, True), (399, True, True)],
 )  # fmt: skip
 def test_only_200(harness, status, location, counted):
     """Only a 200 page gets the notice. Any other page the browser shows (an error page, a
-    203, a 206, a 3xx without a Location) is counted as skipped: a site answering every page
-    so would otherwise leave no trace. A redirect is no page."""
+    203, a 206, a 3xx it does not follow, or one without a Location) is counted as skipped:
+    a site answering every page so would otherwise leave no trace. A redirect is no page."""
     f = harness.flow(headers=DOCUMENT)
     headers = {**HTML, "Location": "/elsewhere"} if location else HTML
     harness.exchange(
@@ -189,12 +191,25 @@ def test_only_200(harness, status, location, counted):
     assert not has_notice(f)
     skipped = harness.metric("auditproxy_notice_skipped_total", reason="not_ok")
     assert skipped == (1 if counted else 0)
-    json = harness.flow(headers=DOCUMENT)
-    harness.exchange(json, status=status, body=b"{}", headers={"Content-Type": "application/json"})
+    image = harness.flow(headers={**DOCUMENT, "Sec-Fetch-Dest": "image"})
+    harness.exchange(image, status=status, body=b"GIF89a", headers={"Content-Type": "image/gif"})
     frame = harness.flow(headers={**DOCUMENT, "Sec-Fetch-Dest": "iframe"})
     harness.exchange(frame, status=status, body=PAGE, headers=HTML)
     assert harness.metric("auditproxy_notice_skipped_total", reason="not_ok") == skipped
     assert has_notice(harness.page())
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/xhtml+xml", "image/svg+xml", None, "application/unknown", "application/json"],
+)
+@pytest.mark.parametrize("request_headers", [DOCUMENT, PLAIN_PAGE], ids=["https", "plain http"])
+def test_an_error_page_of_any_type_is_counted(harness, content_type, request_headers):
+    """The browser shows (or sniffs as HTML) an error page of any type: counted, whatever
+    its Content-Type says, as a 200 page of that type is."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    harness.exchange(harness.flow(headers=request_headers), status=404, body=PAGE, headers=headers)
+    assert harness.metric("auditproxy_notice_skipped_total", reason="not_ok") == 1
 
 
 def test_head_and_post(harness):
@@ -224,8 +239,7 @@ def test_an_error_page_without_fetch_metadata_is_counted_too(harness, status):
     for headers, body_type in (
         (frame, HTML),
         ({**PLAIN_PAGE, "X-Requested-With": "XMLHttpRequest"}, HTML),
-        ({"Accept": "image/avif,image/*"}, HTML),
-        (PLAIN_PAGE, {"Content-Type": "image/png"}),
+        ({"Accept": "image/avif,image/*"}, {"Content-Type": "image/png"}),
     ):
         harness.exchange(harness.flow(headers=headers), status=status, body=PAGE, headers=body_type)
     assert harness.metric("auditproxy_notice_skipped_total", reason="not_ok") == 0
@@ -373,8 +387,13 @@ def test_acknowledgement_records_and_returns_to_the_page(harness):
     confirm = harness.exchange(harness.flow("http://www.facebook.com" + link, headers=CLICK))
     assert confirm.response.status_code == 200  # the confirmation page: nothing recorded yet
     assert harness.records("notice-acknowledged") == []
-    second = confirmation_link(confirm.response.content)
-    time_to_read(harness)
+
+    def answer(link: str) -> bytes:
+        f = harness.exchange(harness.flow("http://www.facebook.com" + link, headers=CONFIRM_CLICK))
+        assert f.response.status_code == 200 and harness.records("notice-acknowledged") == []
+        return f.response.content
+
+    second = through_confirmation(confirm.response.content, answer, lambda: time_to_read(harness))
     f = harness.flow("http://www.facebook.com" + second, headers=CONFIRM_CLICK)
     harness.exchange(f)
     assert f.response.status_code == 303
@@ -382,8 +401,8 @@ def test_acknowledgement_records_and_returns_to_the_page(harness):
     assert f.response.headers["Cache-Control"] == "no-store"
     acknowledged = harness.records("notice-acknowledged")
     assert len(acknowledged) == 1 and acknowledged[0]["labels.site"] == "facebook"
-    # The page and the confirmation page; the acknowledgement is its own record.
-    assert [r["url.path"] for r in harness.records("access")] == ["/groups/42", ACK_PATH]
+    # The page and the two confirmation pages; the acknowledgement is its own record.
+    assert [r["url.path"] for r in harness.records("access")] == ["/groups/42"] + [ACK_PATH] * 2
     labels = dict(category="social", site="facebook", event="acknowledged")
     assert harness.metric("auditproxy_notices_total", **labels) == 1
 

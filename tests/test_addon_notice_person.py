@@ -21,6 +21,7 @@ from support.notice import (
     DOCUMENT,
     NOTICE,
     confirmation_link,
+    through_confirmation,
     time_to_read,
 )
 from support.paths import POLICIES
@@ -56,13 +57,25 @@ def acknowledged(harness) -> list[dict]:
     return harness.records("notice-acknowledged")
 
 
+def last_link(harness, first_page: bytes, client: str = "10.1.2.3") -> str:
+    """The person on the proxy's first confirmation page: reads it, presses "I have read
+    this reminder", reads the next: the link of its "I understand"."""
+
+    def answer(link: str) -> bytes:
+        f = harness.flow("https://www.facebook.com" + link, client=client, headers=CONFIRM_CLICK)
+        assert harness.exchange(f).response.status_code == 200, f.response.status_code
+        return f.response.content
+
+    return through_confirmation(first_page, answer, lambda: time_to_read(harness))
+
+
 def say_i_understand(harness, link: str, client: str = "10.1.2.3") -> http.HTTPFlow:
-    """The person's two clicks: the notice's link (the confirmation page), then its own."""
+    """The person's answers: the notice's link (the confirmation page), "I have read this
+    reminder", "I understand"."""
     url = link if link.startswith("https://") else "https://www.facebook.com" + link
     confirm = harness.exchange(harness.flow(url, client=client, headers=CLICK))
     assert confirm.response.status_code == 200, confirm.response.status_code
-    second = "https://www.facebook.com" + confirmation_link(confirm.response.content)
-    time_to_read(harness)
+    second = "https://www.facebook.com" + last_link(harness, confirm.response.content, client)
     return harness.exchange(harness.flow(second, client=client, headers=CONFIRM_CLICK))
 
 
@@ -123,12 +136,12 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
     assert b"<script" not in confirm.response.content
     assert b"Use is monitored." in confirm.response.content  # the full text
     assert b"http://www.facebook.com:8080/groups/1?x=2" in confirm.response.content  # back
-    second = confirmation_link(confirm.response.content)
-    time_to_read(harness)
-    assert (
-        second.startswith(ACK_PATH + "?")
-        and second.partition("&i=")[0] == link.partition("https://www.facebook.com")[2]
-    )
+    first = confirmation_link(confirm.response.content)
+    assert first.startswith(ACK_PATH + "?") and "&n=1&" in first
+    assert first.partition("&n=")[0] == link.partition("https://www.facebook.com")[2]
+    second = last_link(harness, confirm.response.content)
+    assert second.partition("&n=")[0] == first.partition("&n=")[0] and "&n=2&" in second
+    assert acknowledged(harness) == []  # "I have read this reminder" alone records nothing
     # The person's click there: from the sandboxed page the browser says cross-site.
     f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=CONFIRM_CLICK))
     assert (f.response.status_code, f.response.headers["Location"]) == (
@@ -152,47 +165,58 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
         pytest.param(lambda link: link.replace("&i=", "&i=x"), 403, id="no time"),
         pytest.param(lambda link: link.replace("&i=", "&i=%C2%B2"), 403, id="a digit not 0-9"),
         pytest.param(lambda link: link.replace("&i=", "&i=" + "9" * 5000), 403, id="huge"),
-        pytest.param(lambda link: link.replace("&read=1", ""), 303, id="not ticked"),
-        pytest.param(lambda link: link.replace("&read=1", "&read=0"), 303, id="ticked 0"),
-        pytest.param(lambda link: link + "&read=1", 303, id="ticked twice"),
+        pytest.param(lambda link: link.replace("&n=2", "&n=1"), 403, id="the first step's"),
+        pytest.param(lambda link: link.replace("&n=2", "&n=3"), 403, id="no such step"),
+        pytest.param(lambda link: link.replace("&n=2", ""), 403, id="no step"),
     ],
 )  # fmt: skip
 def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, status):
     link = ack_link(harness.page("http://www.facebook.com/a", request_headers=PLAIN))
-    second = confirmation_link(
-        harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
+    second = last_link(
+        harness, harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
     )
-    time_to_read(harness)
     f = harness.exchange(
         harness.flow("https://www.facebook.com" + change(second), headers=CONFIRM_CLICK)
     )
     assert f.response.status_code == status
-    if status == 303:  # the confirmation page again, through the first link
-        assert f.response.headers["Location"] == link.partition("https://www.facebook.com")[2]
+    if status == 200:  # the first confirmation page again
+        assert (
+            confirmation_link(f.response.content).partition("&n=")[0] == second.partition("&n=")[0]
+        )
     assert acknowledged(harness) == []
 
 
-def test_a_click_quicker_than_reading_gets_the_confirmation_page_again(harness):
-    """A decoy double-click: the first press opens the confirmation page, the second lands
-    on its "I understand" a fraction of a second later. Nobody reads that fast."""
+@pytest.mark.parametrize("quick", ["I have read this reminder", "I understand"])
+def test_a_click_quicker_than_reading_gets_the_confirmation_page_again(harness, quick):
+    """A decoy double-click: the first press opens a confirmation page, the second lands on
+    its button a fraction of a second later. Nobody reads that fast: on either page, the
+    first page again (and its time anew)."""
     clock = Clock(2026, 5, 4, 9)
     harness.addon.runtime.calendar.clock = clock
     link = ack_link(harness.page("https://www.facebook.com/a"))
+
+    def press(path: str) -> http.HTTPFlow:
+        f = harness.flow("https://www.facebook.com" + path, headers=CONFIRM_CLICK)
+        return harness.exchange(f)
+
     confirm = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=CLICK))
-    second = confirmation_link(confirm.response.content)
+    pressed = confirmation_link(confirm.response.content)
+    if quick == "I understand":
+        clock.now += READING_SECONDS + 0.5
+        pressed = confirmation_link(press(pressed).response.content)
     clock.now += READING_SECONDS - 0.2  # the second press of a double-click, or a reflex
-    again = harness.exchange(
-        harness.flow("https://www.facebook.com" + second, headers=CONFIRM_CLICK)
-    )
+    again = press(pressed)
     assert acknowledged(harness) == []
     # Back to the first link (a confirmed URL answered with a page would stay in the
-    # history, and a reload there would acknowledge): the page again, the time anew.
+    # history, and a reload there would answer): the first page again, the time anew.
     assert (again.response.status_code, again.response.headers["Location"]) == (303, link)
     confirm = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=CLICK))
-    fresh = confirmation_link(confirm.response.content)
-    assert fresh != second
+    first = confirmation_link(confirm.response.content)
     clock.now += READING_SECONDS + 0.5
-    f = harness.exchange(harness.flow("https://www.facebook.com" + fresh, headers=CONFIRM_CLICK))
+    second = confirmation_link(press(first).response.content)
+    assert second != pressed and acknowledged(harness) == []
+    clock.now += READING_SECONDS + 0.5
+    f = press(second)
     assert f.response.status_code == 303 and len(acknowledged(harness)) == 1
 
 
@@ -208,10 +232,9 @@ def test_a_click_quicker_than_reading_gets_the_confirmation_page_again(harness):
 )  # fmt: skip
 def test_the_confirmation_click_must_be_the_persons(harness, headers):
     link = ack_link(harness.page("http://www.facebook.com/a", request_headers=PLAIN))
-    second = confirmation_link(
-        harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
+    second = last_link(
+        harness, harness.exchange(harness.flow(link, headers=UPGRADED_CLICK)).response.content
     )
-    time_to_read(harness)
     f = harness.exchange(harness.flow("https://www.facebook.com" + second, headers=headers))
     assert f.response.status_code != 303 and acknowledged(harness) == []
     assert b"auditproxy" not in (f.response.content or b"")  # nothing about us to read
@@ -314,8 +337,9 @@ def test_replays_write_one_acknowledgement_per_person_scope_and_period(harness):
         )
         == 1
     )
-    # Each confirmation page and each replayed acknowledgement: an ordinary access record.
-    assert len([r for r in harness.records("access") if r["url.path"] == ACK_PATH]) == 4 + 3
+    # Each of the two confirmation pages and each replayed acknowledgement: an ordinary
+    # access record.
+    assert len([r for r in harness.records("access") if r["url.path"] == ACK_PATH]) == 4 * 2 + 3
 
 
 # --- the proxy's own paths exist only where the notice does ------------------------------

@@ -42,7 +42,7 @@ import yaml
 
 from auditproxy.notice.ownpaths import READING_SECONDS
 from support import CertAuthority, ProxyClient, Reply, Upstream, free_port, wait_for_http
-from support.notice import confirmation_link
+from support.notice import through_confirmation
 
 pytestmark = [
     pytest.mark.e2e,
@@ -212,8 +212,16 @@ def _drive_traffic(
         if urllib.parse.urlsplit(url).scheme == "http":
             confirm = client.get(url, CLICK)  # the proxy's confirmation page, then its link
             assert confirm.status == 200, confirm.status
-            second = urllib.parse.urljoin(url, confirmation_link(confirm.body))
-            time.sleep(READING_SECONDS + 0.2)  # the person reads it before "I understand"
+            second = urllib.parse.urljoin(  # the person reads each page before answering
+                url,
+                through_confirmation(
+                    confirm.body,
+                    lambda link, url=url: (
+                        client.get(urllib.parse.urljoin(url, link), CONFIRM_CLICK).body
+                    ),
+                    lambda: time.sleep(READING_SECONDS + 0.2),
+                ),
+            )
             answer = client.get(second, CONFIRM_CLICK)
             acknowledged = acknowledged or answer.status < 400
     # monitor, decrypted HTTPS (a tunnel the proxy opens, counted by action monitor)

@@ -4,10 +4,10 @@ the oracle that takes it out again."""
 from __future__ import annotations
 
 import html.parser
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from auditproxy.notice.confirmation import READ_FIELD, READ_VALUE
 from auditproxy.notice.insert import InjectResult
 from auditproxy.notice.ownpaths import READING_SECONDS
 
@@ -36,12 +36,11 @@ def time_to_read(harness: Any) -> None:
 
 
 class _Forms(html.parser.HTMLParser):
-    """Each form's action and the fields a browser sends with it: its hidden inputs and
-    its ticked checkboxes (`tick`: tick them all, as the person does)."""
+    """Each form's action and the fields a browser sends with it (its hidden inputs)."""
 
-    def __init__(self, tick: bool) -> None:
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.tick, self.forms = tick, []
+        self.forms: list[tuple[str, list[tuple[str, str]]]] = []
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         a = dict(attrs)
@@ -49,27 +48,36 @@ class _Forms(html.parser.HTMLParser):
             assert (a.get("method") or "get").lower() == "get", a
             self.forms.append((a.get("action") or "", []))
         elif tag == "input" and self.forms:
-            kind = (a.get("type") or "text").lower()
-            if kind == "hidden" or (kind == "checkbox" and (self.tick or "checked" in a)):
-                self.forms[-1][1].append((a["name"], a.get("value") or "on"))
+            assert (a.get("type") or "text").lower() == "hidden", a  # nothing to fill in
+            self.forms[-1][1].append((a["name"], a.get("value") or ""))
 
 
-def form_links(page: bytes, tick: bool = True) -> set[str]:
+def form_links(page: bytes) -> set[str]:
     """The URL each of the page's GET forms sends the browser to when pressed."""
-    parser = _Forms(tick)
+    parser = _Forms()
     parser.feed(page.decode("ascii"))
     parser.close()
     return {f"{action}?{urlencode(fields, quote_via=quote)}" for action, fields in parser.forms}
 
 
-def confirmation_link(page: bytes, tick: bool = True) -> str:
-    """Where "I understand" in the proxy's confirmation page takes the browser, once the
-    person has ticked "I have read this" (one form per language, one link for all)."""
-    links = form_links(page, tick)
+def confirmation_link(page: bytes) -> str:
+    """Where the button of a confirmation page ("I have read this reminder", then "I
+    understand") takes the browser (one form per language, one link for all)."""
+    links = form_links(page)
     assert len(links) == 1, f"not one confirmation link: {links}"
-    link = links.pop()
-    assert (f"&{READ_FIELD}={READ_VALUE}" in link) is tick
-    return link
+    return links.pop()
+
+
+def through_confirmation(
+    first_page: bytes, answer: Callable[[str], bytes], wait: Callable[[], None]
+) -> str:
+    """The person on the proxy's confirmation pages: reads the first (`wait`), presses "I
+    have read this reminder" (`answer(link)`: the next page's body), reads that page and
+    returns the link of its "I understand"."""
+    wait()
+    second_page = answer(confirmation_link(first_page))
+    wait()
+    return confirmation_link(second_page)
 
 
 def undo(result: InjectResult) -> bytes:

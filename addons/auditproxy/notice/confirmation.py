@@ -1,26 +1,30 @@
-"""The page that asks the person to confirm "I understand". Pure.
+"""The pages that ask the person to confirm "I understand". Pure.
 
 The notice's link is in the page's bytes, and the page's own scripts may get at them: a
 plain-http page can fetch itself (no fetch metadata tells that from the person's page), a
 script's `document.write` can turn the rest of the page, the notice included, into text
 before the notice forms its closed shadow root, an overlay can hide the notice under a
 decoy. A script that has the link can follow it on the person's next click anywhere (the
-click is real, its target is not). So the link does not acknowledge: it opens this page,
-the notice in full with its own "I understand", whose form carries a second token
-(`NoticeKeys.confirmation`, signing when the page was made) that exists nowhere else.
+click is real, its target is not). So the link does not acknowledge: it opens these
+pages, whose forms carry a second token (`NoticeKeys.confirmation`, signing the step and
+when the page was made) that exists nowhere else.
 
-No script can read it: the page is sandboxed (`Content-Security-Policy: sandbox`, an
+No script can read them: each page is sandboxed (`Content-Security-Policy: sandbox`, an
 opaque origin, so not even the site's own pages or an opener of the same origin can look
 inside), cannot be framed, is not cached, sends no Referer, is never given to a service
 worker, and is served only to a top-level navigation.
 
-"I understand" is a deliberate act, not one click: the person ticks "I have read this"
-and then presses "I understand" (a form, no script; the browser will not send it
-unticked, and the proxy checks the tick too). Each of the two sits at one of `GAPS`
-heights, chosen at random for each page, so a site that opens this page under a decoy (a
-full-screen popup, a "double-click to play") cannot know where either will be, and one
-stray click does nothing. Pure ASCII with character references, no script, no external
-resource.
+"I understand" is a deliberate act in two pages, each made by the proxy when asked: this
+page (`READ`: the notice in full, "I have read this reminder") and then `CONFIRM` ("I
+understand"), each answered no sooner than `ownpaths.READING_SECONDS` after it was made.
+A site can open the first under a decoy (a full-screen window of its own over the tab, a
+game that asks for keys or clicks); the person's keys or clicks that reach it have put
+the tab in front, and no script of the site can cover it again (this page severs its
+opener: `Cross-Origin-Opener-Policy`), so the second page is seen for that time before
+its answer. The button sits at one of `GAPS` heights, chosen at random for each page,
+and a text fragment (`#:~:text=`) cannot scroll the page or move where Tab starts
+(`Document-Policy: force-load-at-top`). Forms without script, to this origin only. Pure
+ASCII with character references, no external resource.
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from auditproxy.notice.transparency import HEADERS as _PAGE_HEADERS
 from auditproxy.notice.transparency import STYLE
 from auditproxy.policy.model import BannerText
 
-# The form's tick: its name and value in the acknowledgement link.
-READ_FIELD, READ_VALUE = "read", "1"
+# The two pages, by the step their form sends (the `n` field of the acknowledgement link).
+READ, CONFIRM = 1, 2
 
 _WORDING = {
     "en": {
@@ -43,6 +47,7 @@ _WORDING = {
             "does not see it."
         ),
         "read": "I have read this reminder",
+        "confirm": "Press \u201c{ack}\u201d to record that you have read the reminder.",
         "back": "Back to the page without answering",
     },
     "fr": {
@@ -51,26 +56,33 @@ _WORDING = {
             "site que vous consultiez ne la voit pas."
         ),
         "read": "J'ai lu ce rappel",
+        "confirm": (
+            "Appuyez sur \u00ab\u00a0{ack}\u00a0\u00bb pour enregistrer que vous avez lu le rappel."
+        ),
         "back": "Revenir \u00e0 la page sans r\u00e9pondre",
     },
 }
 
 
-GAPS = 8  # where the tick and "I understand" may be: 0 to 7 steps of 2rem further down
+GAPS = 8  # where the button may be: 0 to 7 steps of 2rem further down
 
 
 def headers(back_url: str) -> dict[str, str]:
     """The transparency page's headers (sandboxed, unframed, no-store), with the one form
     allowed: to this origin, and on to the page the person came from (the acknowledgement
     answers with a redirect there, which Chromium checks against `form-action` too; a
-    plain-http page's is on another origin than this https page)."""
+    plain-http page's is on another origin than this https page). No text fragment may
+    scroll it or move where Tab starts."""
     parts = urlsplit(back_url)
     targets = "'self'" + (f" {parts.scheme}://{parts.netloc}" if parts.scheme else "")
     csp = _PAGE_HEADERS["Content-Security-Policy"]
     csp = csp.replace("form-action 'none'", f"form-action {targets}")
     csp = csp.replace("; sandbox ", "; sandbox allow-forms ")
     assert f"form-action {targets}" in csp and "sandbox allow-forms " in csp
-    return {**_PAGE_HEADERS, "Content-Security-Policy": csp}
+    return {**_PAGE_HEADERS, "Content-Security-Policy": csp, **_NO_FRAGMENT}
+
+
+_NO_FRAGMENT = {"Document-Policy": "force-load-at-top"}
 
 
 def render(
@@ -78,23 +90,25 @@ def render(
     action: str,
     fields: Sequence[tuple[str, str]],
     back_url: str,
-    places: tuple[int, int] = (0, 0),
+    place: int = 0,
+    step: int = READ,
 ) -> bytes:
-    """The notice in full, in the policy's order, each language with its own form ("I have
-    read this" and "I understand"; one acknowledgement for all) and a way back that
-    acknowledges nothing.
+    """One of the two pages, each language in the policy's order with its own form (one
+    acknowledgement for all) and a way back that acknowledges nothing. `READ`: the notice
+    in full and "I have read this reminder"; `CONFIRM`: its monitoring sentence and "I
+    understand" (the policy's wording).
 
-    `fields` go with the form to `action` (a GET: the acknowledgement link's query, then
-    `READ_FIELD`). `places` (each 0 to GAPS - 1, chosen at random by the caller) move the
-    tick down from the text, and "I understand" down from the tick, by that many steps."""
+    `fields` go with the form to `action` (a GET: the acknowledgement link's query).
+    `place` (0 to GAPS - 1, chosen at random by the caller) moves the button down from the
+    text by that many steps."""
     langs = [t.lang for t in texts] or ["en"]
     title = " / ".join(t.heading for t in texts) or "Reminder"
     hidden = "".join(
         f'<input type="hidden" name="{ascii_html(name)}" value="{ascii_html(value)}">'
         for name, value in fields
     )
-    form = (action, hidden, back_url, tuple(_spacer(n) for n in places))
-    sections = "".join(_section(t, *form) for t in texts)
+    spacer = f'<div class="g{place}"></div>' if 0 < place < GAPS else ""
+    sections = "".join(_section(t, step, action, hidden + spacer, back_url) for t in texts)
     page = (
         f'<!DOCTYPE html><html lang="{ascii_html(langs[0])}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -105,31 +119,28 @@ def render(
     return page.encode("ascii")
 
 
-def _spacer(gap: int) -> str:
-    return f'<div class="g{gap}"></div>' if 0 < gap < GAPS else ""
-
-
-def _section(
-    text: BannerText, action: str, hidden: str, back_url: str, spacers: tuple[str, ...]
-) -> str:
+def _section(text: BannerText, step: int, action: str, hidden: str, back_url: str) -> str:
     words = _WORDING.get(text.lang.split("-")[0], _WORDING["en"])
-    policy = ""
-    if text.policy_url:
-        policy = (
-            f'<p><a href="{ascii_html(text.policy_url)}" rel="noreferrer">'
-            f"{ascii_html(text.link_text or text.policy_name)}</a></p>"
+    if step == CONFIRM:
+        body = f"<p>{ascii_html(text.monitoring)}</p>"
+        body += f"<p>{ascii_html(words['confirm'].format(ack=text.acknowledge))}</p>"
+        button = text.acknowledge
+    else:
+        policy = ""
+        if text.policy_url:
+            policy = (
+                f'<p><a href="{ascii_html(text.policy_url)}" rel="noreferrer">'
+                f"{ascii_html(text.link_text or text.policy_name)}</a></p>"
+            )
+        body = (
+            f"<p>{ascii_html(text.disclaimer)}</p><p>{ascii_html(text.monitoring)}</p>"
+            f"{policy}<p>{ascii_html(words['intro'])}</p>"
         )
-    before_tick, before_button = spacers
+        button = words["read"]
     return (
-        f'<section lang="{ascii_html(text.lang)}">'
-        f"<h1>{ascii_html(text.heading)}</h1>"
-        f"<p>{ascii_html(text.disclaimer)}</p><p>{ascii_html(text.monitoring)}</p>"
-        f"{policy}<p>{ascii_html(words['intro'])}</p>"
-        f'<form method="get" action="{ascii_html(action)}">{hidden}{before_tick}'
-        f'<p><label class="read"><input type="checkbox" name="{READ_FIELD}" '
-        f'value="{READ_VALUE}" required> {ascii_html(words["read"])}</label></p>'
-        f'{before_button}<p><button class="ack" type="submit">'
-        f"{ascii_html(text.acknowledge)}</button>"
+        f'<section lang="{ascii_html(text.lang)}"><h1>{ascii_html(text.heading)}</h1>{body}'
+        f'<form method="get" action="{ascii_html(action)}">{hidden}'
+        f'<p><button class="ack" type="submit">{ascii_html(button)}</button>'
         f' <a href="{ascii_html(back_url)}">{ascii_html(words["back"])}</a></p></form>'
         "</section>"
     )

@@ -63,11 +63,12 @@ class NoticeKeys:
         message = "\0".join((visit.user, str(visit.day.toordinal()), visit.scope, host, path))
         return hmac.new(self._token_key, message.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def confirmation(self, token: str, issued_ms: int) -> str:
-        """The second token, of the confirmation page's own link: it appears only in that
+    def confirmation(self, token: str, issued_ms: int, step: int) -> str:
+        """The second token, of a confirmation page's own form: it appears only in that
         page (an opaque origin no script can read), so having it shows that the person
-        clicked there. It signs when the page was made (`issued_ms`, the proxy's clock)."""
-        message = f"{token}\0{issued_ms}".encode()
+        answered there. It signs which page (`step`) and when it was made (`issued_ms`,
+        the proxy's clock)."""
+        message = f"{token}\0{issued_ms}\0{step}".encode()
         return hmac.new(self._confirm_key, message, hashlib.sha256).hexdigest()[:32]
 
 

@@ -1,7 +1,7 @@
 """The proxy's own paths on a monitored site: "I understand" and "what is recorded". Pure.
 
     ACK_PATH     the signed acknowledgement link. It opens the confirmation page; that
-                 page's form ("I have read this", "I understand") acknowledges, for a
+                 page and the next ("I have read this", then "I understand") acknowledge, for a
                  top-level navigation the person made (`notice.navigation`), with valid
                  tokens for this person, scope, period, host and page; at most one
                  `notice-acknowledged` record per person, scope and period however often
@@ -19,16 +19,18 @@ proxy, so no page can observe the proxy through them. Every page the proxy
 answers with here is sandboxed (an opaque origin: no script of the site can read it, even
 from a window it opened), cannot be framed and is not cached.
 
-"I understand" takes two steps. The notice's link carries the first token; it is in the
+"I understand" is never one click. The notice's link carries the first token; it is in the
 page's bytes, which the page's own scripts may read (a `fetch()` of a plain-http page,
 markup that a script's `document.write` turns into text before the notice could form its
 closed shadow root) and could follow as a navigation on the person's next click anywhere,
 or which an overlay may hide under a decoy. So it never acknowledges: it opens the
-proxy's confirmation page (`notice.confirmation`), the notice in full, whose own form
-carries a second token that exists nowhere else and asks for a tick and a press, each at a
-place no site can predict, no sooner than `READING_SECONDS` after the page was made. That
-page is sandboxed, unframeable, and never given to a service worker
-(`NoticeStage.answers`): no script of the site can read it. Links on a plain-http page
+proxy's confirmation pages (`notice.confirmation`): the notice in full and "I have read
+this reminder", then "I understand", each made when asked, each form carrying a second
+token that exists nowhere else (signing the step and when the page was made), each
+answered no sooner than `READING_SECONDS` after it was made (sooner: back to the first),
+the button at a height no site can predict. The pages are sandboxed, unframeable, and
+never given to a service worker (`NoticeStage.answers`): no script of the site can read
+them. Links on a plain-http page
 point to the same host over https, where the browser sends fetch metadata; the
 acknowledgement then returns to the http page.
 """
@@ -129,17 +131,23 @@ READING_SECONDS = 1.0
 
 
 def _confirmation_page(
-    keys: NoticeKeys, visit: Visit, back: str, token: str, texts: Sequence[BannerText], now: float
+    keys: NoticeKeys,
+    visit: Visit,
+    back: str,
+    token: str,
+    texts: Sequence[BannerText],
+    now: float,
+    step: int,
 ) -> Answer:
     issued = int(now * 1000)
     fields = [
         *_ack_fields(visit, back, token),
+        ("n", str(step)),
         ("i", str(issued)),
-        ("c", keys.confirmation(token, issued)),
+        ("c", keys.confirmation(token, issued, step)),
     ]
-    # Where the tick and "I understand" are: not predictable, so not a decoy's to place.
-    places = (secrets.randbelow(confirmation.GAPS), secrets.randbelow(confirmation.GAPS))
-    page = confirmation.render(texts, ACK_PATH, fields, back, places)
+    place = secrets.randbelow(confirmation.GAPS)  # where the button is: not a decoy's to know
+    page = confirmation.render(texts, ACK_PATH, fields, back, place, step)
     return Answer(200, confirmation.headers(back), page)
 
 
@@ -187,22 +195,22 @@ def acknowledge(
     headers_out = {"Location": back, **_REDIRECT}
     if claimed.day != current.day:  # an earlier period's link just goes back to the page
         return Answer(303, headers_out)
-    confirmed, issued = one("c"), one("i")
+    confirmed, issued, step = one("c"), one("i"), one("n")
     if not confirmed:
-        return _confirmation_page(keys, claimed, back, token, texts, now)
+        return _confirmation_page(keys, claimed, back, token, texts, now, confirmation.READ)
     well_formed = issued.isascii() and issued.isdigit() and len(issued) <= 16
-    if not well_formed or not hmac.compare_digest(keys.confirmation(token, int(issued)), confirmed):
+    steps = {str(n): n for n in (confirmation.READ, confirmation.CONFIRM)}
+    if not well_formed or step not in steps:
         return _invalid(policy, decision)
-    unread = one(confirmation.READ_FIELD) != confirmation.READ_VALUE
-    if unread or now - int(issued) / 1000 < READING_SECONDS:
-        # The page again, through the first link: a confirmed URL that answered with a page
-        # would stay in the history, where a reload would acknowledge with no press at all.
-        logger.info(
-            "an acknowledgement on %s came %s: the page again",
-            decision.host,
-            "without its tick" if unread else "too quickly",
-        )
+    if not hmac.compare_digest(keys.confirmation(token, int(issued), steps[step]), confirmed):
+        return _invalid(policy, decision)
+    if now - int(issued) / 1000 < READING_SECONDS:
+        # The first page again, through the first link: a confirmed URL that answered with
+        # a page would stay in the history, where a reload would answer with no press.
+        logger.info("an acknowledgement on %s came too quickly: the page again", decision.host)
         return Answer(303, {"Location": _ack_path(claimed, back, token), **_REDIRECT})
+    if steps[step] == confirmation.READ:  # "I have read this reminder": now "I understand"
+        return _confirmation_page(keys, claimed, back, token, texts, now, confirmation.CONFIRM)
     first = state.claim(claimed.day, claimed.user, acknowledgement_scope(claimed.scope))
     state.claim(claimed.day, claimed.user, claimed.scope)  # the period's notice is done
     return Answer(303, headers_out, acknowledged_scope=claimed.scope if first else None)

@@ -62,16 +62,17 @@ NOT_A_PAGE = frozenset(
 )
 
 
-# Statuses whose answer is no page the person reads (no body). A 3xx with a Location is a
-# redirect (not counted); without one the browser shows its body, as for a 206.
+# Statuses whose answer is no page the person reads (no body).
 _NO_PAGE = frozenset({204, 205, 304, *range(100, 200)})
+# The redirects a browser follows (with a Location); any other 3xx shows its body.
+_FOLLOWED = frozenset({301, 302, 303, 307, 308})
 
 
 def _maybe_shown(status: int, response_headers: Mapping[str, str]) -> bool:
-    """Whether a response with a status other than 200 is an HTML page the browser shows."""
-    if status in _NO_PAGE or (300 <= status < 400 and "location" in response_headers):
+    """Whether the browser shows the body of a response with a status other than 200."""
+    if status in _NO_PAGE:
         return False
-    return "text/html" in (response_headers.get("content-type") or "").lower()
+    return not (status in _FOLLOWED and "location" in response_headers)
 
 
 def wording(engine: Engine, decision: Decision) -> NoticeSettings:
@@ -195,21 +196,25 @@ class NoticeStage:
         certain = fetch_dest is not None
         if method != "GET" and (method != "POST" or not certain):
             return None  # not a page (eligibility would say so too, at more cost)
-        if status != 200 and not _maybe_shown(status, response_headers):
-            return None  # no body the person reads, or not HTML: not a page
+        if status != 200:
+            # A page, but an error page (or a 203): counted, since a site could answer
+            # every page so, whatever its type (the browser shows or sniffs it), if it
+            # looks like a page the person opened: the same tests as a 200 page (without
+            # fetch metadata, a same-site frame counts too).
+            if not _maybe_shown(status, response_headers):
+                return None
+            why = eligibility.eligibility(
+                method, 200, request_headers, response_headers, max_bytes=self.max_bytes
+            )
+            if why in NOT_A_PAGE:
+                return None
         # Without fetch metadata (plain HTTP) a frame looks like a page: it may show the
         # notice, never use it up.
         visit = self.visit(engine, decision, certain=certain)
         if self.state.seen(visit.day, visit.user, visit.scope):
             return None  # the common case: already seen today
         if status != 200:
-            # A page, but an error page (or a 203): counted, since a site could answer
-            # every page so, if it looks like a page the person opened (the same tests
-            # as a 200 page: without fetch metadata, a same-site frame counts too).
-            why = eligibility.eligibility(
-                method, 200, request_headers, response_headers, max_bytes=self.max_bytes
-            )
-            return None if why in NOT_A_PAGE else SkipReason.NOT_OK
+            return SkipReason.NOT_OK
         reason = eligibility.eligibility(
             method, status, request_headers, response_headers, max_bytes=self.max_bytes
         )

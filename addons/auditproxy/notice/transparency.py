@@ -42,11 +42,9 @@ STYLE = (
     ".ack{display:inline-block;padding:.5rem 1rem;margin:0 1rem .5rem 0;font:inherit;"
     "font-weight:600;color:#fff;background:#26374a;border:2px solid #26374a;"
     "border-radius:4px;text-decoration:none;cursor:pointer}"
-    ".ack:focus,.read input:focus{outline:3px solid #0535d2;outline-offset:2px}"
-    ".read{display:inline-flex;align-items:center;gap:.5rem;min-height:2.75rem}"
-    ".read input{width:1.5rem;height:1.5rem;margin:0}"
+    ".ack:focus{outline:3px solid #0535d2;outline-offset:2px}"
     "@media (prefers-color-scheme:dark){.ack{color:#1c2733;background:#9ccaff;"
-    "border-color:#9ccaff}.ack:focus,.read input:focus{outline-color:#fff}}"
+    "border-color:#9ccaff}.ack:focus{outline-color:#fff}}"
     + "".join(f".g{n}{{height:{2 * n}rem}}" for n in range(1, 8))  # confirmation's places
 )
 STYLE_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode() + "'"
