@@ -1194,7 +1194,7 @@ def test_a_text_fragment_and_a_keyboard_game_cannot_answer_for_the_person(sessio
     """A site opens the confirmation page itself with a text fragment (to scroll its button
     to a place it knows, or to make Tab start there), hidden under a window of its own, and
     has the person type a game's keys: the fragment neither scrolls nor moves where Tab
-    starts, and keys on the second page sooner than anyone reads it bring back the first."""
+    starts, and keys on the second page sooner than anyone reads it do nothing."""
     page, proxy = session.page, session.proxy
     upstream.route("www.facebook.com", "/", Reply.html(FEED))
     page.goto("https://www.facebook.com/")
@@ -1215,10 +1215,53 @@ def test_a_text_fragment_and_a_keyboard_game_cannot_answer_for_the_person(sessio
     expect(understand).to_be_attached()
     page.keyboard.press("Tab")
     page.keyboard.press("Enter")
-    expect(first).to_be_attached()  # the first page again
+    page.wait_for_timeout(300)
+    assert page.url.startswith(f"https://www.facebook.com{ACK_PATH}?")  # nothing happened
+    expect(understand).to_have_attribute("aria-disabled", "true")
     page.goto("https://news.test/later")  # records go out in order: wait for this one's
     proxy.wait_for_records(1, lambda r: r.get("url.path") == "/later")
     assert "notice-acknowledged" not in [r["event.action"] for r in proxy.records()]
+
+
+# What the person's browser tells the page when a window of the site is raised over its
+# tab (its opener may do so at any time, with no act of the person) and when it is gone:
+# the page's window loses focus, then gets it back. Headless Chromium has no window
+# stacking, so these are the same events, sent to the page.
+COVERED = "document.hasFocus = () => false; dispatchEvent(new Event('blur'))"
+UNCOVERED = "delete document.hasFocus; dispatchEvent(new Event('focus'))"
+
+
+@pytest.mark.clock
+def test_i_understand_counts_only_after_a_second_in_front_of_the_person(session, upstream):
+    """A site raises a window of its own over the tab while the second page loads, and
+    closes it when the person presses a key: keys that answer sooner than a second after
+    the page came to the front do nothing; a second later the same press acknowledges."""
+    page, proxy = session.page, session.proxy
+    upstream.route("www.facebook.com", "/", Reply.html(FEED))
+    page.goto("https://www.facebook.com/")
+    expect(notice(page)).to_be_visible()
+    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    page.goto(f"https://www.facebook.com{link}")
+    read_it(page)
+    page.get_by_role("button", name="I have read this reminder", exact=True).click()
+    understand = page.get_by_role("button", name="I understand", exact=True)
+    expect(understand).to_be_attached()
+    page.evaluate(COVERED)  # the site's window over the tab, while the page is made
+    read_it(page)  # the server's second passes unseen
+    expect(understand).to_have_attribute("aria-disabled", "true")
+    page.evaluate(UNCOVERED)  # the person's key closed it: the page is in front
+    page.keyboard.press("Tab")
+    expect(understand).to_be_focused()
+    page.keyboard.press("Enter")  # the game's next key, at once: nothing happens
+    page.wait_for_timeout(300)
+    assert page.url.startswith(f"https://www.facebook.com{ACK_PATH}?")
+    expect(understand).to_have_attribute("aria-disabled", "true")
+    read_it(page)  # a second in front of the person
+    expect(understand).to_have_attribute("aria-disabled", "false")
+    page.keyboard.press("Enter")
+    page.wait_for_url("https://www.facebook.com/")
+    (record,) = proxy.wait_for_records(1, lambda r: r["event.action"] == "notice-acknowledged")
+    assert record["labels.site"] == "facebook"
 
 
 # A plain-http page of a monitored site (no fetch metadata: its own fetch() of the page

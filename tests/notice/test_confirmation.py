@@ -76,9 +76,12 @@ def test_then_i_understand_in_the_policys_words(example):
 
 
 @pytest.mark.parametrize("step", [READ, CONFIRM])
-def test_nothing_runs_nothing_outside_is_loaded_nothing_to_fill_in(example, step):
-    page = render(example, step).lower()
-    for forbidden in (b"<script", b"<iframe", b"javascript:", b"<img", b"<link", b"autofocus"):
+def test_only_its_own_script_runs_nothing_outside_is_loaded_nothing_to_fill_in(example, step):
+    page = render(example, step)
+    (script,) = re.findall(rb"<script>(.*?)</script>", page, re.S)
+    assert script == confirmation.SCRIPT.encode()
+    page = page.replace(script, b"").lower()
+    for forbidden in (b"<iframe", b"javascript:", b"<img", b"<link", b"autofocus", b" src="):
         assert forbidden not in page
     assert not re.search(rb"<[^>]*\son[a-z]+=", page)
     assert not re.search(rb"\sid=", page)  # no fragment can point into it
@@ -91,11 +94,13 @@ def test_its_headers_sandbox_it_and_keep_fragments_out():
     headers = confirmation.headers(BACK)
     csp = headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
-    # Forms and nothing else the sandbox holds back: no scripts, no popups, same origin
-    # never (an opaque origin: no page of the site can read this one).
+    # Forms and its own script, nothing else the sandbox holds back: no popups, same
+    # origin never (an opaque origin: no page of the site can read this one).
     (sandbox,) = [d.split()[1:] for d in csp.split("; ") if d.startswith("sandbox")]
-    assert "allow-forms" in sandbox
-    assert not {"allow-scripts", "allow-same-origin", "allow-popups"} & set(sandbox)
+    assert {"allow-forms", "allow-scripts"} <= set(sandbox)
+    assert not {"allow-same-origin", "allow-popups", "allow-modals"} & set(sandbox)
+    digest = base64.b64encode(hashlib.sha256(confirmation.SCRIPT.encode()).digest()).decode()
+    assert f"; script-src 'sha256-{digest}'; " in csp  # that script and no other
     assert headers["Cache-Control"] == "no-store"
     assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"  # no opener to cover it
@@ -135,7 +140,7 @@ def test_markup_in_the_policys_wording_or_the_fields_is_text(example, step):
     )
     fields = [*FIELDS[:-1], ("c", '"><script>')]
     page = confirmation.render([hostile, *rest], ACTION, fields, BACK, step=step)
-    assert b"<img" not in page and b"<script" not in page
+    assert b"<img" not in page and page.count(b"<script") == 1  # its own
     assert confirmation_link(page).endswith("&c=%22%3E%3Cscript%3E")
 
 
@@ -154,4 +159,4 @@ def test_where_the_button_appears_varies_and_stays_styled(example, step):
             assert [n for _, n in found] == ([place] if place else [])
             assert all(at < section.index("<button") for at, _ in found)
         if place:
-            assert f".g{place}{{height:{2 * place}rem}}" in style
+            assert f".g{place}{{height:{3 * place}rem}}" in style

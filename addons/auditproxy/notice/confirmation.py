@@ -9,26 +9,28 @@ click is real, its target is not). So the link does not acknowledge: it opens th
 pages, whose forms carry a second token (`NoticeKeys.confirmation`, signing the step and
 when the page was made) that exists nowhere else.
 
-No script can read them: each page is sandboxed (`Content-Security-Policy: sandbox`, an
-opaque origin, so not even the site's own pages or an opener of the same origin can look
-inside), cannot be framed, is not cached, sends no Referer, is never given to a service
-worker, and is served only to a top-level navigation.
+No script of the site can read them: each page is sandboxed (`Content-Security-Policy:
+sandbox`, an opaque origin, so not even the site's own pages or an opener of the same
+origin can look inside), cannot be framed, is not cached, sends no Referer, is never
+given to a service worker, and is served only to a top-level navigation.
 
 "I understand" is a deliberate act in two pages, each made by the proxy when asked: this
 page (`READ`: the notice in full, "I have read this reminder") and then `CONFIRM` ("I
 understand"), each answered no sooner than `ownpaths.READING_SECONDS` after it was made.
-A site can open the first under a decoy (a full-screen window of its own over the tab, a
-game that asks for keys or clicks); the person's keys or clicks that reach it have put
-the tab in front, and no script of the site can cover it again (this page severs its
-opener: `Cross-Origin-Opener-Policy`), so the second page is seen for that time before
-its answer. The button sits at one of `GAPS` heights, chosen at random for each page,
-and a text fragment (`#:~:text=`) cannot scroll the page or move where Tab starts
-(`Document-Policy: force-load-at-top`). Forms without script, to this origin only. Pure
-ASCII with character references, no external resource.
+That alone says nothing about what the person saw: a site can open the pages under a
+window of its own and raise it over the tab again at any time (its opener may, with no
+act of the person), then ask for keys or clicks. So the pages' own script (`SCRIPT`)
+holds a press back until the page has been in front of the person for a second. The
+button sits at one of `GAPS` heights, chosen at random for each page, and a text
+fragment (`#:~:text=`) cannot scroll the page or move where Tab starts
+(`Document-Policy: force-load-at-top`). Forms to this origin only. Pure ASCII with
+character references, no external resource.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -64,7 +66,28 @@ _WORDING = {
 }
 
 
-GAPS = 8  # where the button may be: 0 to 7 steps of 2rem further down
+GAPS = 8  # where the button may be: 0 to 7 steps of 3rem (taller than it) further down
+
+# The pages' one script, our own (its hash in the CSP; the site cannot reach an opaque
+# origin that severed its opener): a press counts only once the page has been in front
+# of the person (visible, its window focused) for a second without a break. A site's
+# window can be raised over the tab at any time by its opener, with no act of the
+# person, so the time since the page was made says nothing about what was seen. Until
+# then a press does nothing (the button stays in the tab order, `aria-disabled`). With
+# scripting off the site's pages run no script either: the server's time alone applies.
+SCRIPT = (
+    "(()=>{const need=1000;let since=null;"
+    "const front=()=>document.visibilityState==='visible'&&document.hasFocus();"
+    "const ready=()=>{if(!front())since=null;else if(since===null)since=performance.now();"
+    "const ok=since!==null&&performance.now()-since>=need;"
+    "for(const b of document.querySelectorAll('button'))"
+    "b.setAttribute('aria-disabled',ok?'false':'true');return ok};"
+    "for(const e of['focus','blur','pageshow'])addEventListener(e,ready);"
+    "document.addEventListener('visibilitychange',ready);setInterval(ready,100);ready();"
+    "for(const f of document.forms)f.addEventListener('submit',e=>{if(!ready())"
+    "e.preventDefault()})})()"
+)
+SCRIPT_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode() + "'"
 
 
 def headers(back_url: str) -> dict[str, str]:
@@ -77,8 +100,10 @@ def headers(back_url: str) -> dict[str, str]:
     targets = "'self'" + (f" {parts.scheme}://{parts.netloc}" if parts.scheme else "")
     csp = _PAGE_HEADERS["Content-Security-Policy"]
     csp = csp.replace("form-action 'none'", f"form-action {targets}")
-    csp = csp.replace("; sandbox ", "; sandbox allow-forms ")
-    assert f"form-action {targets}" in csp and "sandbox allow-forms " in csp
+    csp = csp.replace("; sandbox ", "; sandbox allow-forms allow-scripts ")
+    csp = csp.replace("default-src 'none'; ", f"default-src 'none'; script-src {SCRIPT_HASH}; ")
+    assert f"form-action {targets}" in csp and "sandbox allow-forms allow-scripts " in csp
+    assert f"script-src {SCRIPT_HASH}" in csp
     return {**_PAGE_HEADERS, "Content-Security-Policy": csp, **_NO_FRAGMENT}
 
 
@@ -114,7 +139,7 @@ def render(
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="robots" content="noindex">'
         f"<title>{ascii_html(title)}</title><style>{STYLE}</style></head>"
-        f"<body><main>{sections}</main></body></html>"
+        f"<body><main>{sections}</main><script>{SCRIPT}</script></body></html>"
     )
     return page.encode("ascii")
 

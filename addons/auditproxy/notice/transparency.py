@@ -43,9 +43,10 @@ STYLE = (
     "font-weight:600;color:#fff;background:#26374a;border:2px solid #26374a;"
     "border-radius:4px;text-decoration:none;cursor:pointer}"
     ".ack:focus{outline:3px solid #0535d2;outline-offset:2px}"
+    ".ack[aria-disabled=true]{opacity:.55;cursor:default}"
     "@media (prefers-color-scheme:dark){.ack{color:#1c2733;background:#9ccaff;"
     "border-color:#9ccaff}.ack:focus{outline-color:#fff}}"
-    + "".join(f".g{n}{{height:{2 * n}rem}}" for n in range(1, 8))  # confirmation's places
+    + "".join(f".g{n}{{height:{3 * n}rem}}" for n in range(1, 8))  # confirmation's places
 )
 STYLE_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest()).decode() + "'"
 
