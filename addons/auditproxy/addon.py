@@ -621,7 +621,13 @@ class AuditProxy:
             Record(self.runtime, connections),
             RecordConnections(self.runtime, connections),
         ]
-        self.addons = [self.runtime, self.identity, Pipeline(self.runtime, self.stages)]
+        # A tuple: children that never change, so that `auditproxy run`'s dispatch finds
+        # their handlers once (`dispatch.Fixed`) instead of walking them for every hook.
+        self.addons: tuple[Any, ...] = (
+            self.runtime,
+            self.identity,
+            Pipeline(self.runtime, self.stages),
+        )
 
     # The runtime's parts, for `auditproxy run`, the tests and the benchmark.
     @property
