@@ -507,12 +507,12 @@ class Record(Stage):
                 return
             state = flow.metadata[KEY] = FlowState(request_view(flow))
             state.decision = Decide._decide(engine, flow, state, None)
-        tunnel = self.connections.get(flow.client_conn)
-        asked = (flow.request.host, flow.request.port)
-        refusal = tunnel.refused.get(asked) if tunnel is not None else None
-        if refusal is not None and refusal != "blocked" and state.decision.refusal is None:
-            state.decision = state.decision.refused(refusal)  # found after resolution
-        self.connection(flow.client_conn).records += 1
+        tunnel = self.connection(flow.client_conn)  # one lookup: its `records` counts this
+        if tunnel.refused:
+            refusal = tunnel.refused.get((flow.request.host, flow.request.port))
+            if refusal is not None and refusal != "blocked" and state.decision.refusal is None:
+                state.decision = state.decision.refused(refusal)  # found after resolution
+        tunnel.records += 1
         self.runtime.recorder.request(state, exchange_of(flow, state))
 
 
