@@ -246,8 +246,9 @@ async def test_a_parent_without_children_is_asked_all_the_same():
     master = _master()
     master.addons.add(parent)
     index = dispatch.install(master.addons)
-    ((asked, busy),) = index.asked("request")
+    ((asked, busy, fixed),) = index.asked("request")
     assert asked is parent and busy is None  # never skipped (dispatch._busy says why)
+    assert fixed is None  # its children may change: walked at each event
     parent.addons.append(Recorder("script", journal, "request"))
     assert await _journal_of(master, http.HttpRequestHook(tflow.tflow()), journal) == [
         "script.request"
@@ -267,3 +268,83 @@ async def test_an_add_on_unlike_the_one_idle_knows_is_asked(monkeypatch):
     )
     await master.addons.trigger_event(http.HttpRequestHeadersHook(tflow.tflow()))
     assert calls == ["asked"]
+
+
+class FixedParent:
+    """Children that cannot change (a tuple of add-ons without children): `AuditProxy`."""
+
+    name = "fixed"
+
+    def __init__(self, *children: Any) -> None:
+        self.addons = tuple(children)
+
+
+class Waiting:
+    """A handler whose work goes on off the loop (the notice's): an awaitable answer."""
+
+    def __init__(self, journal: list[str]) -> None:
+        self.journal = journal
+
+    def request(self, flow: object) -> Any:
+        async def later() -> None:
+            self.journal.append("waiting.request (awaited)")
+
+        self.journal.append("waiting.request")
+        return later()
+
+
+async def test_a_parent_with_fixed_children_has_the_same_calls_found_once():
+    flow = tflow.tflow(resp=True)
+    events = [http.HttpRequestHook(flow), http.HttpResponseHook(flow), hooks.DoneHook()]
+    seen: dict[bool, list[list[str]]] = {}
+    for indexed in (False, True):
+        journal: list[str] = []
+        children = (Waiting(journal), Recorder("x", journal, "request"))
+        fixed = FixedParent(*children)
+        fixed.request = Recorder("fixed", journal, "request").request  # type: ignore[attr-defined]
+        master = _master()
+        master.addons.add(
+            Recorder("a", journal, "request"), fixed, Recorder("y", journal, "request")
+        )
+        if indexed:
+            index = dispatch.install(master.addons)
+        seen[indexed] = [await _journal_of(master, event, journal) for event in events]
+    assert seen[True] == seen[False]
+    assert seen[True][0] == [
+        "a.request",
+        "fixed.request",
+        "waiting.request",
+        "waiting.request (awaited)",
+        "x.request",  # after the awaited answer, as mitmproxy's `invoke_addon` does
+        "y.request",
+    ]
+    (entry,) = [e for e in index.asked("request") if e[0].name == "fixed"]
+    assert entry[2] is not None and len(entry[2].handlers) == 3
+
+
+async def test_fixed_children_replaced_are_walked_again():
+    journal: list[str] = []
+    fixed = FixedParent(Recorder("x", journal, "request"))
+    master = _master()
+    master.addons.add(fixed)
+    dispatch.install(master.addons)
+    event = http.HttpRequestHook(tflow.tflow())
+    assert await _journal_of(master, event, journal) == ["x.request"]
+    fixed.addons = (Recorder("z", journal, "request"),)
+    assert await _journal_of(master, event, journal) == ["z.request"]
+
+
+def test_only_a_tuple_of_childless_add_ons_is_fixed():
+    journal: list[str] = []
+    leaf = Recorder("x", journal, "request")
+    assert dispatch.fixed_handlers(FixedParent(leaf), "request") is not None
+    assert dispatch.fixed_handlers(Parent(), "request") is None  # a list: may change
+    assert dispatch.fixed_handlers(FixedParent(Parent()), "request") is None  # grandchildren
+    assert dispatch.fixed_handlers(leaf, "request") is None  # no children at all
+
+
+def test_hook_args_are_mitmproxy_s():
+    flow = tflow.tflow(resp=True)
+    for event in (http.HttpRequestHook(flow), hooks.UpdateHook([flow]), hooks.DoneHook()):
+        assert dispatch.hook_args(event) == event.args()
+        assert dispatch.hook_args(event) == event.args()  # the names, remembered

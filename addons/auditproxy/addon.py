@@ -265,7 +265,7 @@ class Enforce(Stage):
 
     @guarded("enforce")
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        state, engine = state_of(flow), self.runtime.engine
+        state, engine = flow.metadata.get(KEY), self.runtime.engine
         if state is None or state.decision is None or engine is None or flow.response:
             return  # answered before us (e.g. 407 from proxy authentication): log only
         decision = state.decision
@@ -313,7 +313,7 @@ class Notice(Stage):
         """The proxy's own paths (acknowledgement, "what is recorded about me"), answered
         by the proxy to top-level navigations on the sites where the notice applies;
         elsewhere, and to anything else, they are the site's."""
-        state, engine = state_of(flow), self.runtime.engine
+        state, engine = flow.metadata.get(KEY), self.runtime.engine
         if state is None or state.decision is None or engine is None or flow.response:
             return None
         stage = self.runtime.notice
@@ -340,7 +340,7 @@ class Notice(Stage):
 
     @guarded("notice")
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        state, engine, response = state_of(flow), self.runtime.engine, flow.response
+        state, engine, response = flow.metadata.get(KEY), self.runtime.engine, flow.response
         if state is None or state.decision is None or engine is None or response is None:
             return
         if state.answered is not None:
@@ -364,7 +364,7 @@ class Notice(Stage):
     def response(self, flow: http.HTTPFlow) -> Pending:
         """Claim the day and hand the page's work to a worker thread: the flow waits for it
         (never longer than the deadline), the event loop does not."""
-        state, engine, response = state_of(flow), self.runtime.engine, flow.response
+        state, engine, response = flow.metadata.get(KEY), self.runtime.engine, flow.response
         if state is None or state.notice_visit is None or engine is None or response is None:
             return None
         assert state.decision is not None
@@ -485,7 +485,7 @@ class Record(Stage):
 
     @guarded("metrics")
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        state, response = state_of(flow), flow.response
+        state, response = flow.metadata.get(KEY), flow.response
         if state is not None and response is not None and response.stream:
             counter = ByteCounter(response.stream if callable(response.stream) else None)
             response.stream = state.streamed = counter
@@ -501,18 +501,18 @@ class Record(Stage):
         self._record(flow)
 
     def _record(self, flow: http.HTTPFlow) -> None:
-        state, engine = state_of(flow), self.runtime.engine
+        state, engine = flow.metadata.get(KEY), self.runtime.engine
         if state is None or state.decision is None:
             if engine is None:
                 return
             state = flow.metadata[KEY] = FlowState(request_view(flow))
             state.decision = Decide._decide(engine, flow, state, None)
-        tunnel = self.connections.get(flow.client_conn)
-        asked = (flow.request.host, flow.request.port)
-        refusal = tunnel.refused.get(asked) if tunnel is not None else None
-        if refusal is not None and refusal != "blocked" and state.decision.refusal is None:
-            state.decision = state.decision.refused(refusal)  # found after resolution
-        self.connection(flow.client_conn).records += 1
+        tunnel = self.connection(flow.client_conn)  # one lookup: its `records` counts this
+        if tunnel.refused:
+            refusal = tunnel.refused.get((flow.request.host, flow.request.port))
+            if refusal is not None and refusal != "blocked" and state.decision.refusal is None:
+                state.decision = state.decision.refused(refusal)  # found after resolution
+        tunnel.records += 1
         self.runtime.recorder.request(state, exchange_of(flow, state))
 
 
@@ -621,7 +621,13 @@ class AuditProxy:
             Record(self.runtime, connections),
             RecordConnections(self.runtime, connections),
         ]
-        self.addons = [self.runtime, self.identity, Pipeline(self.runtime, self.stages)]
+        # A tuple: children that never change, so that `auditproxy run`'s dispatch finds
+        # their handlers once (`dispatch.Fixed`) instead of walking them for every hook.
+        self.addons: tuple[Any, ...] = (
+            self.runtime,
+            self.identity,
+            Pipeline(self.runtime, self.stages),
+        )
 
     # The runtime's parts, for `auditproxy run`, the tests and the benchmark.
     @property

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from auditproxy.stages import Stage, guarded, header_view, state_of
+from auditproxy.flowstate import KEY
+from auditproxy.stages import Stage, guarded, header_view
 
 
 class Bodies(Stage):
@@ -31,7 +32,7 @@ class Bodies(Stage):
 
     @guarded("admit")
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        state, response = state_of(flow), flow.response
+        state, response = flow.metadata.get(KEY), flow.response
         if response is None or response.stream or state is None:
             return
         if state.answered is not None or state.notice_visit is not None:

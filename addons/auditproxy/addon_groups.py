@@ -17,10 +17,10 @@ from mitmproxy import http
 from auditproxy.addon_identity import IdentityOptions
 from auditproxy.decide.decision import Engine
 from auditproxy.decide.directory import Directory, Membership, Reason, foreign_realm
-from auditproxy.flowstate import FlowState
+from auditproxy.flowstate import KEY, FlowState
 from auditproxy.policy.model import IdentitySource
 from auditproxy.runtime import Runtime
-from auditproxy.stages import Stage, guarded, state_of
+from auditproxy.stages import Stage, guarded
 
 logger = logging.getLogger("auditproxy")
 
@@ -43,7 +43,8 @@ class Groups(Stage):
         return self._groups(flow, connect=False)
 
     def _groups(self, flow: http.HTTPFlow, *, connect: bool) -> Any:
-        directory, engine, state = self.services.directory, self.runtime.engine, state_of(flow)
+        directory, engine = self.services.directory, self.runtime.engine
+        state = flow.metadata.get(KEY)
         if directory is None or engine is None or not engine.groups:
             return None
         if state is None or state.decision is None or state.answered is not None:

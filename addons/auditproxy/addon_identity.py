@@ -42,7 +42,7 @@ from auditproxy.identity_options import IDENTITY_OPTIONS, REPLAY_CACHE_NAME
 from auditproxy.identity_services import AuthOptions, IdentityServices, directory_settings
 from auditproxy.policy.model import AuthMethod
 from auditproxy.runtime import Runtime
-from auditproxy.stages import Stage, guarded, header_view, request_view, state_of
+from auditproxy.stages import Stage, guarded, header_view, request_view
 
 logger = logging.getLogger("auditproxy")
 
@@ -205,7 +205,7 @@ class Authenticate(Stage):
         return None
 
     def _state(self, flow: http.HTTPFlow) -> FlowState:
-        state = state_of(flow)
+        state = flow.metadata.get(KEY)
         if state is None:
             state = flow.metadata[KEY] = FlowState(request_view(flow))
         return state

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -276,6 +277,20 @@ def test_emit_access_writes_what_emit_writes(engine, tmp_path, monkeypatch, sett
         lines.append(path.read_bytes())
     assert lines[0] == lines[1]
     assert lines[0].count(b"\n") == len(cases)
+
+
+@pytest.mark.parametrize(
+    "now", [1_764_400_000.0, 1_764_400_000.0005, 1_764_400_000.999_999_9, 1_764_400_001.5, 1.25]
+)
+def test_a_spliced_line_s_timestamp_is_the_processor_s(monkeypatch, now):
+    from auditproxy.sinks import accesslog
+
+    monkeypatch.setattr(accesslog.time, "time", lambda: now)
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(now)))
+    expected = f"{seconds}.{int((now - int(now)) * 1000):03d}Z"  # as it was formatted before
+    for _ in range(2):  # the second formatted, then remembered
+        assert accesslog.line_head() == b'{"@timestamp":"%b"' % expected.encode()
+        assert accesslog.timestamp() == expected
 
 
 def test_timestamp_processor_cache_moves_on():

@@ -50,17 +50,27 @@ ECS_CONSTANTS = {
 
 class _SecondCache:
     second = -1
-    text = ""
+    head = b""  # `{"@timestamp":"` and the second, formatted once a second
 
 
-def timestamp() -> str:
-    """Now, as `@timestamp`: milliseconds, UTC; the seconds formatted once a second."""
+_MILLIS = tuple(b"%03d" % ms for ms in range(1000))
+
+
+def line_head() -> bytes:
+    """A line's start up to `@timestamp`'s closing quote: now, in milliseconds, UTC; the
+    seconds formatted once a second, the milliseconds from a table."""
     now = time.time()
     second = int(now)
     if second != _SecondCache.second:
-        _SecondCache.text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _SecondCache.second = second
-    return f"{_SecondCache.text}.{int((now - second) * 1000):03d}Z"
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _SecondCache.head, _SecondCache.second = b'{"@timestamp":"%b.' % text.encode(), second
+    ms = int((now - second) * 1000)
+    return b'%b%bZ"' % (_SecondCache.head, _MILLIS[ms] if 0 <= ms < 1000 else b"%03d" % ms)
+
+
+def timestamp() -> str:
+    """Now, as `@timestamp` (`line_head`'s)."""
+    return line_head()[15:-1].decode()
 
 
 def add_timestamp(_logger: Any, _method: str, event: EventDict) -> EventDict:
@@ -145,16 +155,21 @@ def processors(
 # Keys the processors write themselves: a record's fields that hold one go through them.
 RESERVED = frozenset({"@timestamp", "message", "event"})
 PREFIX_LIMIT = 4096  # decisions whose rendered part `AccessLog` remembers
+_MESSAGES: dict[str, bytes] = {}  # `message` rendered, by `event.action` (a few actions)
 
 
 class _Prefix:
-    """A decision's part of its access records, rendered: the constants and its rule
-    fields, as they appear in the line between `@timestamp` and the request's fields."""
+    """A decision's part of its access records, rendered (the constants and its rule
+    fields, between `@timestamp` and the request's fields); `plain`: the request fields
+    that need no check but `url.path`'s (allowed, in neither this part nor `RESERVED`)."""
 
-    __slots__ = ("decision", "json", "keys")
+    __slots__ = ("decision", "json", "keys", "plain")
 
-    def __init__(self, decision: Decision, json_: bytes | None, keys: frozenset[str]) -> None:
+    def __init__(
+        self, decision: Decision, json_: bytes | None, keys: frozenset, allowed: frozenset
+    ):
         self.decision, self.json, self.keys = decision, json_, keys
+        self.plain = allowed - keys - RESERVED
 
 
 class AccessLog:
@@ -169,6 +184,8 @@ class AccessLog:
         self.chain = chain
         self._processors = tuple(processors(settings, chain))
         self._privacy = PrivacyFilter(settings)
+        # Fields these settings drop: taken out of a request's first (the allow-list would).
+        self._dropped = tuple(sorted(ALLOWED_FIELDS - self._privacy.allowed))
         # Every record starts as this: `@timestamp` first, then the constants.
         self._template = {"@timestamp": "", **ECS_CONSTANTS}
         self._prefixes: dict[int, _Prefix] = {}  # by the decision's identity (event loop)
@@ -216,27 +233,33 @@ class AccessLog:
 
     def _spliced(self, decision: Decision, request: dict) -> bytes | None:
         prefix = self._prefix(decision)
-        if (
-            prefix.json is None
-            or not prefix.keys.isdisjoint(request)
-            or not RESERVED.isdisjoint(request)
-        ):
+        if prefix.json is None:
             return None
-        # The allow-list works field by field (and cuts `url.path` again, to the same).
-        filtered = self._privacy(None, "info", request)
+        for key in self._dropped:  # the fields the settings leave out (in no prefix)
+            request.pop(key, None)
+        if request.keys() <= prefix.plain:  # the common case: one test for the three
+            path = request.get("url.path")
+            if path is not None:
+                request["url.path"] = strip_query(path)  # the allow-list's other work
+            filtered = request
+        elif not prefix.keys.isdisjoint(request) or not RESERVED.isdisjoint(request):
+            return None
+        else:
+            # The allow-list works field by field (and cuts `url.path` again, to the same).
+            filtered = self._privacy(None, "info", request)
+        action = request["event.action"]
+        message = _MESSAGES.get(action) if type(action) is str else None
         try:
             part = orjson.dumps(filtered, default=str)
-            message = orjson.dumps(request["event.action"])
+            if message is None:
+                message = orjson.dumps(action)
+                if type(action) is str and len(_MESSAGES) < 64:
+                    _MESSAGES[action] = message
         except TypeError:
             return None
         if not (part.isascii() and message.isascii()):
             return None
-        return b'{"@timestamp":"%b",%b,%b,"message":%b}' % (
-            timestamp().encode(),
-            prefix.json,
-            part[1:-1],
-            message,
-        )
+        return b'%b,%b,%b,"message":%b}' % (line_head(), prefix.json, part[1:-1], message)
 
     def _prefix(self, decision: Decision) -> _Prefix:
         found = self._prefixes.get(id(decision))
@@ -245,7 +268,7 @@ class AccessLog:
         fields = {**ECS_CONSTANTS, **rule_fields(decision)}
         keys = frozenset(fields)
         rendered: bytes | None = None
-        if RESERVED.isdisjoint(keys) and "url.path" not in keys:
+        if RESERVED.isdisjoint(keys) and "url.path" not in keys and keys.isdisjoint(self._dropped):
             try:
                 data = orjson.dumps(self._privacy(None, "info", fields), default=str)
             except TypeError:
@@ -253,7 +276,8 @@ class AccessLog:
             rendered = data[1:-1] if data.isascii() and len(data) > 2 else None
         if len(self._prefixes) >= PREFIX_LIMIT:
             self._prefixes.clear()
-        found = self._prefixes[id(decision)] = _Prefix(decision, rendered, keys)
+        allowed = self._privacy.allowed
+        found = self._prefixes[id(decision)] = _Prefix(decision, rendered, keys, allowed)
         return found
 
     def emit_through_processors(self, fields: dict) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from auditproxy.decide.admission import Reason
 from auditproxy.decide.decision import Decision, Engine
@@ -39,6 +40,28 @@ from auditproxy.sinks.refusals import RefusalLog, refusal_event
 logger = logging.getLogger("auditproxy")
 
 FAULT_LOG_INTERVAL = 10.0  # seconds between tracebacks of the same stage
+CHILDREN_LIMIT = 4096  # decisions whose metric children `Recorder` remembers
+
+
+class _Children:
+    """The metric children every request of one decision changes (`Engine.decide` gives
+    the same decision for a person's requests to a site): looked up once, not four label
+    lookups a request. `requests` by response status (None: no response). The decision is
+    held, so that its identity, the key, is never another's."""
+
+    __slots__ = ("decision", "group_requests", "request_duration", "requests", "response_bytes")
+
+    def __init__(self, metrics: Metrics, decision: Decision) -> None:
+        category = decision.match.category
+        self.decision = decision
+        self.requests: dict[int | None, Any] = {}
+        self.response_bytes = metrics.response_bytes.labels(category)
+        self.request_duration = metrics.request_duration.labels(category)
+        self.group_requests = (
+            metrics.identity.group_requests.labels(decision.group, category, decision.action_label)
+            if decision.group is not None
+            else None
+        )
 
 
 class Recorder:
@@ -50,6 +73,7 @@ class Recorder:
         self.daily_users: DailyUsers | None = None
         self.refusals = RefusalLog()
         self._last_fault_log: dict[str, float] = {}
+        self._by_decision: dict[int, _Children] = {}  # by the decision's identity
 
     def emit(self, fields: dict) -> None:
         if self.access_log is not None:
@@ -90,17 +114,20 @@ class Recorder:
                 m.refusals.labels("client").inc()
             blocked = state.answered in (Answered.BLOCKED, Answered.REFUSED)
             self.emit_access(decision, exchange, "blocked" if blocked else "access")
-        m.requests.labels(
-            match.category, match.site, decision.action_label, status_class(exchange.status)
-        ).inc()
-        if decision.group is not None:
-            m.identity.group_requests.labels(
-                decision.group, match.category, decision.action_label
-            ).inc()
+        children = self._children(decision)
+        status = exchange.status
+        requests = children.requests.get(status)
+        if requests is None:
+            requests = children.requests[status] = m.requests.labels(
+                match.category, match.site, decision.action_label, status_class(status)
+            )
+        requests.inc()
+        if children.group_requests is not None:
+            children.group_requests.inc()
         if exchange.response_bytes:
-            m.response_bytes.labels(match.category).inc(exchange.response_bytes)
+            children.response_bytes.inc(exchange.response_bytes)
         if exchange.duration_ns is not None:
-            m.request_duration.labels(match.category).observe(exchange.duration_ns / 1e9)
+            children.request_duration.observe(exchange.duration_ns / 1e9)
         users = self.daily_users
         if (
             users is not None
@@ -108,6 +135,16 @@ class Recorder:
             and users.add(match.category, decision.identity.key)
         ):
             m.daily_users.labels(match.category).set(users.count(match.category))
+
+    def _children(self, decision: Decision) -> _Children:
+        """The metric children a decision's requests change, found once per decision."""
+        found = self._by_decision.get(id(decision))
+        if found is not None and found.decision is decision:
+            return found
+        if len(self._by_decision) >= CHILDREN_LIMIT:
+            self._by_decision.clear()
+        found = self._by_decision[id(decision)] = _Children(self.metrics, decision)
+        return found
 
     # ------------------------------------------------------------------ who
 
