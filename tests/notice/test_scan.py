@@ -305,3 +305,26 @@ def test_small_windows_change_nothing(page: bytes, size: int) -> None:
     expected = scan_module.scan(page)
     with patch.object(tokens, "WINDOW", size):
         assert scan_module.scan(page) == expected
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        # Found by the generated pages above: a comment longer than the window between the
+        # body that scripting off opens and the explicit <body>.
+        b"<noscript><body class=nojs></noscript><!--[if lt IE 9]><body class=ie><![endif]--><body>",
+        b'<noscript><body class=nojs></noscript></div class="' + b"x" * 100 + b'"><body>',
+        b"<noscript><body class=nojs></noscript><?" + b"x" * 100 + b"><body>",
+        b"<noscript><body class=nojs></noscript><head " + b"a=1 " * 30 + b"><body>",
+    ],
+)
+def test_a_token_longer_than_the_window_between_the_two_bodies_changes_nothing(
+    page: bytes,
+) -> None:
+    from auditproxy.notice import tokens
+
+    expected = scan_module.scan(page)
+    assert not isinstance(expected, SkipReason)  # only inert tokens between them
+    for size in (24, 37, 61):
+        with patch.object(tokens, "WINDOW", size):
+            assert scan_module.scan(page) == expected

@@ -213,10 +213,38 @@ def _inert_in_body(doc: bytes, start: int, end: int) -> bool:
     then the notice at `end` is still the first thing in it."""
     while start < end:
         match = _INERT_IN_BODY.match(doc, start, min(end, tokens.window(doc, start)))
-        if match is None or match.end() == start:
-            return False  # something else, or a token longer than a window: not sure
-        start = match.end()
+        if match is not None and match.end() > start:
+            start = match.end()
+            continue
+        # Something else, or one token longer than a window: read it with the tokenizer's
+        # own steps, so that the answer never depends on the window.
+        after = _inert_token_end(doc, start)
+        if after is None or after > end:
+            return False
+        start = after
     return True
+
+
+_TAG_OPEN = re.compile(rb"<(/?)([A-Za-z][^\t\n\f\r />]*+)")
+
+
+def _inert_token_end(doc: bytes, pos: int) -> int | None:
+    """The end of one token at `pos` that adds nothing to an open body (a comment, a bogus
+    comment, an <html>, <body> or <head> start tag, an end tag other than </p>, </br>,
+    </body>, </html>), or None: another token, or one that never ends."""
+    if doc.startswith(b"<!--", pos):
+        return tokens.comment_end(doc, pos + 4)
+    if doc.startswith((b"<!", b"<?"), pos):
+        return tokens.after(doc, b">", pos + 2)
+    opened = _TAG_OPEN.match(doc, pos, tokens.window(doc, pos))
+    if opened is None or opened.end() == tokens.window(doc, pos):
+        return None  # not a tag, or a name longer than a window: not sure
+    name = opened[2].lower()
+    if opened[1]:
+        inert = name not in (b"p", b"br", b"body", b"html")
+    else:
+        inert = name in (b"html", b"body", b"head")
+    return tokens.tag_end(doc, opened.end()) if inert else None
 
 
 def _match_end(pattern: re.Pattern[bytes], doc: bytes, pos: int) -> int:
