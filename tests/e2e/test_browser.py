@@ -1200,7 +1200,7 @@ def test_a_text_fragment_and_a_keyboard_game_cannot_answer_for_the_person(sessio
     page.goto("https://www.facebook.com/")
     expect(notice(page)).to_be_visible()
     (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
-    page.set_viewport_size({"width": 420, "height": 260})
+    page.set_viewport_size({"width": 600, "height": 400})
     page.goto(f"https://www.facebook.com{link}#:~:text=I%20have%20read%20this%20reminder")
     first = page.get_by_role("button", name="I have read this reminder", exact=True)
     expect(first).to_be_attached()
@@ -1262,6 +1262,36 @@ def test_i_understand_counts_only_after_a_second_in_front_of_the_person(session,
     page.wait_for_url("https://www.facebook.com/")
     (record,) = proxy.wait_for_records(1, lambda r: r["event.action"] == "notice-acknowledged")
     assert record["labels.site"] == "facebook"
+
+
+@pytest.mark.clock
+def test_a_window_too_small_to_show_the_page_never_counts(session, upstream):
+    """A site opens the confirmation page in a tiny window of its own, on the person's key
+    (it is in front and takes their keys, and shows nothing): presses there do nothing,
+    however long it stays; in a window that shows the page, they count a second later."""
+    page, proxy = session.page, session.proxy
+    upstream.route("www.facebook.com", "/", Reply.html(FEED))
+    page.goto("https://www.facebook.com/")
+    expect(notice(page)).to_be_visible()
+    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    page.set_viewport_size({"width": 100, "height": 100})
+    page.goto(f"https://www.facebook.com{link}")
+    first = page.get_by_role("button", name="I have read this reminder", exact=True)
+    expect(first).to_be_attached()
+    read_it(page)
+    read_it(page)
+    expect(first).to_have_attribute("aria-disabled", "true")
+    first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    expect(first).to_be_attached()  # nothing happened
+    page.set_viewport_size({"width": 800, "height": 600})  # a window that shows it
+    expect(first).to_have_attribute("aria-disabled", "true")  # from now, a second
+    read_it(page)
+    expect(first).to_have_attribute("aria-disabled", "false")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="I understand", exact=True)).to_be_attached()
+    assert "notice-acknowledged" not in [r["event.action"] for r in proxy.records()]
 
 
 # A plain-http page of a monitored site (no fetch metadata: its own fetch() of the page

@@ -70,22 +70,30 @@ GAPS = 8  # where the button may be: 0 to 7 steps of 3rem (taller than it) furth
 
 # The pages' one script, our own (its hash in the CSP; the site cannot reach an opaque
 # origin that severed its opener): a press counts only once the page has been in front
-# of the person (visible, its window focused) for a second without a break. A site's
+# of the person for a second without a break: visible, its window focused, and a window
+# that shows it (at least `MIN_WINDOW` device pixels, so that zooming in never counts
+# against anyone; a site can open it in a tiny popup that takes the keys). A site's
 # window can be raised over the tab at any time by its opener, with no act of the
 # person, so the time since the page was made says nothing about what was seen. Until
 # then a press does nothing (the button stays in the tab order, `aria-disabled`). With
 # scripting off the site's pages run no script either: the server's time alone applies.
+MIN_WINDOW = (480, 360)
 SCRIPT = (
-    "(()=>{const need=1000;let since=null;"
-    "const front=()=>document.visibilityState==='visible'&&document.hasFocus();"
-    "const ready=()=>{if(!front())since=null;else if(since===null)since=performance.now();"
-    "const ok=since!==null&&performance.now()-since>=need;"
-    "for(const b of document.querySelectorAll('button'))"
-    "b.setAttribute('aria-disabled',ok?'false':'true');return ok};"
-    "for(const e of['focus','blur','pageshow'])addEventListener(e,ready);"
-    "document.addEventListener('visibilitychange',ready);setInterval(ready,100);ready();"
-    "for(const f of document.forms)f.addEventListener('submit',e=>{if(!ready())"
-    "e.preventDefault()})})()"
+    (
+        "(()=>{const need=1000;let since=null;"
+        "const big=()=>innerWidth*devicePixelRatio>=WIDE&&innerHeight*devicePixelRatio>=HIGH;"
+        "const front=()=>document.visibilityState==='visible'&&document.hasFocus()&&big();"
+        "const ready=()=>{if(!front())since=null;else if(since===null)since=performance.now();"
+        "const ok=since!==null&&performance.now()-since>=need;"
+        "for(const b of document.querySelectorAll('button'))"
+        "b.setAttribute('aria-disabled',ok?'false':'true');return ok};"
+        "for(const e of['focus','blur','pageshow','resize'])addEventListener(e,ready);"
+        "document.addEventListener('visibilitychange',ready);setInterval(ready,100);ready();"
+        "for(const f of document.forms)f.addEventListener('submit',e=>{if(!ready())"
+        "e.preventDefault()})})()"
+    )
+    .replace("WIDE", str(MIN_WINDOW[0]))
+    .replace("HIGH", str(MIN_WINDOW[1]))
 )
 SCRIPT_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode() + "'"
 
