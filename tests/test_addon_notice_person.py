@@ -22,6 +22,7 @@ from support.notice import (
     DOCUMENT,
     NOTICE,
     confirmation_link,
+    shown_code,
     through_confirmation,
     time_to_read,
 )
@@ -170,6 +171,11 @@ def test_links_on_a_plain_http_page_go_to_the_same_host_over_https(harness):
         pytest.param(lambda link: link.replace("&n=2", "&n=1"), 403, id="the first step's"),
         pytest.param(lambda link: link.replace("&n=2", "&n=3"), 403, id="no such step"),
         pytest.param(lambda link: link.replace("&n=2", ""), 403, id="no step"),
+        pytest.param(lambda link: re.sub(r"&k=\d+", "&k=", link), 200, id="no number"),
+        pytest.param(lambda link: re.sub(r"&k=(\d+)", lambda m: f"&k={(int(m[1]) + 1) % 1000:03d}",
+                                         link), 200, id="another number"),
+        pytest.param(lambda link: re.sub(r"&k=\d+", "&k=%EF%BC%94%EF%BC%97%EF%BC%92", link),
+                     200, id="not ASCII digits"),
     ],
 )  # fmt: skip
 def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, status):
@@ -181,10 +187,12 @@ def test_only_the_confirmation_pages_own_link_acknowledges(harness, change, stat
         harness.flow("https://www.facebook.com" + change(second), headers=CONFIRM_CLICK)
     )
     assert f.response.status_code == status
-    if status == 200:  # the first confirmation page again
-        assert (
-            confirmation_link(f.response.content).partition("&n=")[0] == second.partition("&n=")[0]
-        )
+    if status == 200:  # a confirmation page again: the first, or a new number
+        again = f.response.content
+        assert confirmation_link(again).partition("&n=")[0] == second.partition("&n=")[0]
+        if shown_code(again) is not None:  # "I understand" again, with a new number
+            assert b"That was not the number shown" in again
+            assert confirmation_link(again) != second
     assert acknowledged(harness) == []
 
 

@@ -235,8 +235,23 @@ def read_it(page: Page) -> None:
     page.wait_for_timeout((READING_SECONDS + 0.3) * 1000)
 
 
-# The first confirmation page's button, by the language of the second's "I understand".
+# The first confirmation page's button, by the language of the second's "I understand",
+# and the second's field for the number it shows.
 READ = {"I understand": "I have read this reminder", "Je comprends": "J'ai lu ce rappel"}
+NUMBER = {
+    "I understand": "The number shown above",
+    "Je comprends": "Le nombre indiqu\u00e9 ci-dessus",
+}
+
+
+def number_field(page: Page, button: str = "I understand") -> Locator:
+    """The "I understand" page's field for the number it shows, in the button's language."""
+    return page.get_by_role("textbox", name=NUMBER[button], exact=True)
+
+
+def shown_number(page: Page) -> str:
+    """The number the "I understand" page shows (as the person reads it)."""
+    return page.locator("strong.code").first.inner_text()
 
 
 def assert_no_notice(page: Page) -> None:
@@ -564,6 +579,7 @@ def test_acknowledgement_link_returns_to_the_same_page(session, upstream, url, l
     expect(page.get_by_role("button", name=link, exact=True)).to_be_visible()
     assert proxy.metric("auditproxy_notices_total", **labels) == 0  # nothing recorded yet
     read_it(page)
+    number_field(page, link).fill(shown_number(page))  # the number that page shows
     page.get_by_role("button", name=link, exact=True).click()
     page.wait_for_url(url.partition("#")[0])
 
@@ -1156,11 +1172,13 @@ def test_a_page_script_cannot_acknowledge_and_replays_count_once(session, upstre
     page.wait_for_url(f"https://www.facebook.com{ACK_PATH}?**")  # the confirmation page
     for button in ("I have read this reminder", "I understand"):  # with the keyboard again
         read_it(page)
-        page.get_by_role("button", name=button, exact=True).focus()
         if button == "I understand":
+            number_field(page).focus()
+            page.keyboard.type(shown_number(page))
             with page.expect_request(lambda r: "&n=2&" in r.url) as sent:
                 page.keyboard.press("Enter")
         else:
+            page.get_by_role("button", name=button, exact=True).focus()
             page.keyboard.press("Enter")
             expect(page.get_by_role("button", name="I understand", exact=True)).to_be_visible()
     second = sent.value.url.partition("https://www.facebook.com")[2]
@@ -1251,8 +1269,9 @@ def test_i_understand_counts_only_after_a_second_in_front_of_the_person(session,
     expect(understand).to_have_attribute("aria-disabled", "true")
     page.evaluate(UNCOVERED)  # the person's key closed it: the page is in front
     page.keyboard.press("Tab")
-    expect(understand).to_be_focused()
-    page.keyboard.press("Enter")  # the game's next key, at once: nothing happens
+    expect(number_field(page)).to_be_focused()
+    page.keyboard.type(shown_number(page))  # (a game cannot know it: see the next test)
+    page.keyboard.press("Enter")  # at once: nothing happens
     page.wait_for_timeout(300)
     assert page.url.startswith(f"https://www.facebook.com{ACK_PATH}?")
     expect(understand).to_have_attribute("aria-disabled", "true")
@@ -1262,6 +1281,36 @@ def test_i_understand_counts_only_after_a_second_in_front_of_the_person(session,
     page.wait_for_url("https://www.facebook.com/")
     (record,) = proxy.wait_for_records(1, lambda r: r["event.action"] == "notice-acknowledged")
     assert record["labels.site"] == "facebook"
+
+
+@pytest.mark.clock
+def test_keys_typed_blind_do_not_know_the_number(session, upstream):
+    """Whatever hides the "I understand" page from the person (a Picture-in-Picture window
+    of the site over it, a tiny window), a game's keys cannot know the number that page
+    shows: a wrong one gets a new number, never a record."""
+    page, proxy = session.page, session.proxy
+    upstream.route("www.facebook.com", "/", Reply.html(FEED))
+    page.goto("https://www.facebook.com/")
+    expect(notice(page)).to_be_visible()
+    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    page.goto(f"https://www.facebook.com{link}")
+    read_it(page)
+    page.get_by_role("button", name="I have read this reminder", exact=True).click()
+    expect(number_field(page)).to_be_attached()
+    read_it(page)
+    shown = shown_number(page)
+    blind = f"{(int(shown) + 500) % 1000:03d}"  # what a game can have the person type
+    number_field(page).focus()
+    page.keyboard.type(blind)
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("That was not the number shown. Here is a new one.")).to_be_visible()
+    assert shown_number(page) != blind
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # nothing typed: the browser asks for it
+    page.wait_for_timeout(300)
+    page.goto("https://news.test/later")  # records go out in order: wait for this one's
+    proxy.wait_for_records(1, lambda r: r.get("url.path") == "/later")
+    assert "notice-acknowledged" not in [r["event.action"] for r in proxy.records()]
 
 
 @pytest.mark.clock

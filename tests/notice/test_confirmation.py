@@ -30,7 +30,8 @@ def example() -> Policy:
 
 def render(policy: Policy, step: int = READ, place: int = 0, **changes: object) -> bytes:
     texts = policy.notice.ordered_texts()
-    args = {"action": ACTION, "fields": FIELDS, "back_url": BACK, **changes}
+    code = "472" if step == CONFIRM else ""
+    args = {"action": ACTION, "fields": FIELDS, "back_url": BACK, "code": code, **changes}
     return confirmation.render(texts, place=place, step=step, **args)  # type: ignore[arg-type]
 
 
@@ -64,15 +65,29 @@ def test_first_the_notice_in_full_in_the_policys_order_and_i_have_read_it(exampl
     assert "Revenir \u00e0 la page sans r\u00e9pondre" in words
 
 
-def test_then_i_understand_in_the_policys_words(example):
+def test_then_i_understand_in_the_policys_words_with_a_number_to_type(example):
     texts = example.notice.ordered_texts()
     page = render(example, CONFIRM)
     words = words_of(page)
     assert buttons(page) == [t.acknowledge for t in texts]  # "I understand", "Je comprends"
     for text in texts:
         assert text.monitoring in words and text.disclaimer not in words
-    assert "Press \u201cI understand\u201d to record that you have read the reminder." in words
-    assert confirmation_link(page) == SENT and hrefs(page).count(BACK) == len(texts)
+    assert (
+        "To record that you have read the reminder, type the number 472 below and press "
+        "\u201cI understand\u201d." in " ".join(words.split())
+    )
+    assert "tapez le nombre 472 ci-dessous" in " ".join(words.split())
+    # Each language's field, labelled, digits only, as long as the number; not prefilled.
+    fields = re.findall(rb'<label class="code-field">[^<]*<input ([^>]*)></label>', page)
+    assert len(fields) == len(texts)
+    for field in fields:
+        for part in (b'name="k"', b'inputmode="numeric"', b'pattern="[0-9]{3}"', b"required"):
+            assert part in field
+        assert b"value=" not in field
+    assert confirmation_link(page) == f"{SENT}&k=472" and hrefs(page).count(BACK) == len(texts)
+    assert "not the number" not in words
+    again = words_of(render(example, CONFIRM, again=True))
+    assert "That was not the number shown. Here is a new one." in again
 
 
 @pytest.mark.parametrize("step", [READ, CONFIRM])
@@ -86,7 +101,8 @@ def test_only_its_own_script_runs_nothing_outside_is_loaded_nothing_to_fill_in(e
     assert not re.search(rb"<[^>]*\son[a-z]+=", page)
     assert not re.search(rb"\sid=", page)  # no fragment can point into it
     inputs = re.findall(rb"<input [^>]*>", page)
-    assert inputs and all(b'type="hidden"' in i for i in inputs)
+    typed = [i for i in inputs if b'type="hidden"' not in i]  # the number, on "I understand"
+    assert len(typed) == (2 if step == CONFIRM else 0)
     assert re.findall(rb'<form [^>]*action="([^"]*)"', page) == [ACTION.encode()] * 2
 
 
@@ -139,9 +155,9 @@ def test_markup_in_the_policys_wording_or_the_fields_is_text(example, step):
         first, heading='<img src=x onerror="alert(1)">', acknowledge="<script>x</script>"
     )
     fields = [*FIELDS[:-1], ("c", '"><script>')]
-    page = confirmation.render([hostile, *rest], ACTION, fields, BACK, step=step)
+    page = confirmation.render([hostile, *rest], ACTION, fields, BACK, step=step, code="1")
     assert b"<img" not in page and page.count(b"<script") == 1  # its own
-    assert confirmation_link(page).endswith("&c=%22%3E%3Cscript%3E")
+    assert "&c=%22%3E%3Cscript%3E" in confirmation_link(page)
 
 
 @pytest.mark.parametrize("step", [READ, CONFIRM])

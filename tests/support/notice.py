@@ -4,10 +4,12 @@ the oracle that takes it out again."""
 from __future__ import annotations
 
 import html.parser
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from auditproxy.notice.confirmation import CODE_FIELD
 from auditproxy.notice.insert import InjectResult
 from auditproxy.notice.ownpaths import READING_SECONDS
 
@@ -36,11 +38,12 @@ def time_to_read(harness: Any) -> None:
 
 
 class _Forms(html.parser.HTMLParser):
-    """Each form's action and the fields a browser sends with it (its hidden inputs)."""
+    """Each form's action and the fields a browser sends with it: its hidden inputs, and
+    its text inputs as `typed` says (by name)."""
 
-    def __init__(self) -> None:
+    def __init__(self, typed: dict[str, str]) -> None:
         super().__init__(convert_charrefs=True)
-        self.forms: list[tuple[str, list[tuple[str, str]]]] = []
+        self.typed, self.forms = typed, []
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         a = dict(attrs)
@@ -48,22 +51,37 @@ class _Forms(html.parser.HTMLParser):
             assert (a.get("method") or "get").lower() == "get", a
             self.forms.append((a.get("action") or "", []))
         elif tag == "input" and self.forms:
-            assert (a.get("type") or "text").lower() == "hidden", a  # nothing to fill in
-            self.forms[-1][1].append((a["name"], a.get("value") or ""))
+            if (a.get("type") or "text").lower() == "hidden":
+                self.forms[-1][1].append((a["name"], a.get("value") or ""))
+            else:
+                self.forms[-1][1].append((a["name"], self.typed[a["name"]]))
 
 
-def form_links(page: bytes) -> set[str]:
+def form_links(page: bytes, typed: dict[str, str] | None = None) -> set[str]:
     """The URL each of the page's GET forms sends the browser to when pressed."""
-    parser = _Forms()
+    parser = _Forms(typed or {})
     parser.feed(page.decode("ascii"))
     parser.close()
     return {f"{action}?{urlencode(fields, quote_via=quote)}" for action, fields in parser.forms}
 
 
-def confirmation_link(page: bytes) -> str:
+_CODE = re.compile(rb'<strong class="code">([0-9]+)</strong>')
+
+
+def shown_code(page: bytes) -> str | None:
+    """The number the "I understand" page asks the person to type (the same in each
+    language), or None on a page that asks none."""
+    codes = {m.decode() for m in _CODE.findall(page)}
+    assert len(codes) <= 1, codes
+    return codes.pop() if codes else None
+
+
+def confirmation_link(page: bytes, typed: str | None = None) -> str:
     """Where the button of a confirmation page ("I have read this reminder", then "I
-    understand") takes the browser (one form per language, one link for all)."""
-    links = form_links(page)
+    understand") takes the browser (one form per language, one link for all), the number
+    the page shows typed in (or `typed`)."""
+    code = shown_code(page)
+    links = form_links(page, {CODE_FIELD: typed if typed is not None else code or ""})
     assert len(links) == 1, f"not one confirmation link: {links}"
     return links.pop()
 

@@ -19,8 +19,11 @@ page (`READ`: the notice in full, "I have read this reminder") and then `CONFIRM
 understand"), each answered no sooner than `ownpaths.READING_SECONDS` after it was made.
 That alone says nothing about what the person saw: a site can open the pages under a
 window of its own and raise it over the tab again at any time (its opener may, with no
-act of the person), then ask for keys or clicks. So the pages' own script (`SCRIPT`)
-holds a press back until the page has been in front of the person for a second. The
+act of the person), lay an always-on-top Picture-in-Picture window over them, or open
+them in a tiny window, then ask for keys or clicks. So "I understand" asks for a number
+that only that page shows (`NoticeKeys.reading_code`): keys typed blind cannot know it.
+And the pages' own script (`SCRIPT`) holds a press back until the page has been in
+front of the person for a second. The
 button sits at one of `GAPS` heights, chosen at random for each page, and a text
 fragment (`#:~:text=`) cannot scroll the page or move where Tab starts
 (`Document-Policy: force-load-at-top`). Forms to this origin only. Pure ASCII with
@@ -41,6 +44,7 @@ from auditproxy.policy.model import BannerText
 
 # The two pages, by the step their form sends (the `n` field of the acknowledgement link).
 READ, CONFIRM = 1, 2
+CODE_FIELD = "k"  # the number the "I understand" page shows, as the person typed it
 
 _WORDING = {
     "en": {
@@ -49,7 +53,12 @@ _WORDING = {
             "does not see it."
         ),
         "read": "I have read this reminder",
-        "confirm": "Press \u201c{ack}\u201d to record that you have read the reminder.",
+        "confirm": (
+            "To record that you have read the reminder, type the number {code} below and "
+            "press \u201c{ack}\u201d."
+        ),
+        "number": "The number shown above",
+        "again": "That was not the number shown. Here is a new one.",
         "back": "Back to the page without answering",
     },
     "fr": {
@@ -59,8 +68,11 @@ _WORDING = {
         ),
         "read": "J'ai lu ce rappel",
         "confirm": (
-            "Appuyez sur \u00ab\u00a0{ack}\u00a0\u00bb pour enregistrer que vous avez lu le rappel."
+            "Pour enregistrer que vous avez lu le rappel, tapez le nombre {code} ci-dessous "
+            "et appuyez sur \u00ab\u00a0{ack}\u00a0\u00bb."
         ),
+        "number": "Le nombre indiqu\u00e9 ci-dessus",
+        "again": "Ce n'\u00e9tait pas le nombre indiqu\u00e9. En voici un nouveau.",
         "back": "Revenir \u00e0 la page sans r\u00e9pondre",
     },
 }
@@ -125,15 +137,18 @@ def render(
     back_url: str,
     place: int = 0,
     step: int = READ,
+    code: str = "",
+    again: bool = False,
 ) -> bytes:
     """One of the two pages, each language in the policy's order with its own form (one
     acknowledgement for all) and a way back that acknowledges nothing. `READ`: the notice
     in full and "I have read this reminder"; `CONFIRM`: its monitoring sentence and "I
     understand" (the policy's wording).
 
-    `fields` go with the form to `action` (a GET: the acknowledgement link's query).
-    `place` (0 to GAPS - 1, chosen at random by the caller) moves the button down from the
-    text by that many steps."""
+    `fields` go with the form to `action` (a GET: the acknowledgement link's query), and
+    on `CONFIRM` the `code` the person types (`CODE_FIELD`; `again`: the last one typed
+    was wrong). `place` (0 to GAPS - 1, chosen at random by the caller) moves the button
+    down from the text by that many steps."""
     langs = [t.lang for t in texts] or ["en"]
     title = " / ".join(t.heading for t in texts) or "Reminder"
     hidden = "".join(
@@ -141,7 +156,8 @@ def render(
         for name, value in fields
     )
     spacer = f'<div class="g{place}"></div>' if 0 < place < GAPS else ""
-    sections = "".join(_section(t, step, action, hidden + spacer, back_url) for t in texts)
+    form = (action, hidden + spacer, back_url, code, again)
+    sections = "".join(_section(t, step, *form) for t in texts)
     page = (
         f'<!DOCTYPE html><html lang="{ascii_html(langs[0])}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
@@ -152,11 +168,29 @@ def render(
     return page.encode("ascii")
 
 
-def _section(text: BannerText, step: int, action: str, hidden: str, back_url: str) -> str:
+def _section(
+    text: BannerText,
+    step: int,
+    action: str,
+    hidden: str,
+    back_url: str,
+    code: str,
+    again: bool,
+) -> str:
     words = _WORDING.get(text.lang.split("-")[0], _WORDING["en"])
     if step == CONFIRM:
         body = f"<p>{ascii_html(text.monitoring)}</p>"
-        body += f"<p>{ascii_html(words['confirm'].format(ack=text.acknowledge))}</p>"
+        if again:
+            body += f'<p class="again">{ascii_html(words["again"])}</p>'
+        shown = f'<strong class="code">{ascii_html(code)}</strong>'
+        asked = ascii_html(words["confirm"]).replace("{code}", shown)
+        body += f"<p>{asked.replace('{ack}', ascii_html(text.acknowledge))}</p>"
+        hidden += (
+            f'<p><label class="code-field">{ascii_html(words["number"])} '
+            f'<input type="text" name="{CODE_FIELD}" inputmode="numeric" '
+            f'pattern="[0-9]{{{len(code)}}}" maxlength="{len(code)}" size="4" '
+            'autocomplete="off" required></label></p>'
+        )
         button = text.acknowledge
     else:
         policy = ""

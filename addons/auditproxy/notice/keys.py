@@ -71,6 +71,17 @@ class NoticeKeys:
         message = f"{token}\0{issued_ms}\0{step}".encode()
         return hmac.new(self._confirm_key, message, hashlib.sha256).hexdigest()[:32]
 
+    def reading_code(self, token: str, issued_ms: int) -> str:
+        """The number the "I understand" page shows, which the person types: only someone
+        who sees that page (an opaque origin no script of the site can read) knows it, so
+        a decoy that covers the page or drives the person's keys blind cannot answer."""
+        message = f"code\0{token}\0{issued_ms}".encode()
+        digest = hmac.new(self._confirm_key, message, hashlib.sha256).digest()
+        return f"{int.from_bytes(digest[:4], 'big') % 10**CODE_DIGITS:0{CODE_DIGITS}d}"
+
+
+CODE_DIGITS = 3  # a blind guess is right once in a thousand tries, each a new page
+
 
 def scope_of(decision: Decision, scope: NoticeScope) -> str:
     if scope is NoticeScope.SITE:

@@ -25,14 +25,15 @@ markup that a script's `document.write` turns into text before the notice could 
 closed shadow root) and could follow as a navigation on the person's next click anywhere,
 or which an overlay may hide under a decoy. So it never acknowledges: it opens the
 proxy's confirmation pages (`notice.confirmation`): the notice in full and "I have read
-this reminder", then "I understand", each made when asked, each form carrying a second
-token that exists nowhere else (signing the step and when the page was made), each
-answered no sooner than `READING_SECONDS` after it was made (sooner: back to the first),
-the button at a height no site can predict. The pages are sandboxed, unframeable, and
-never given to a service worker (`NoticeStage.answers`): no script of the site can read
-them. Links on a plain-http page
-point to the same host over https, where the browser sends fetch metadata; the
-acknowledgement then returns to the http page.
+this reminder", then "I understand" with a number to type that only that page shows
+(`NoticeKeys.reading_code`), each made when asked, each form carrying a second token that
+exists nowhere else (signing the step and when the page was made), each answered no
+sooner than `READING_SECONDS` after it was made (sooner: back to the first; a wrong
+number: a new one), the button at a height no site can predict. The pages are
+sandboxed, unframeable, and never given to a service worker (`NoticeStage.answers`): no
+script of the site can read them. Links on a plain-http page point to the same host over
+https, where the browser sends fetch metadata; the acknowledgement then returns to the
+http page.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def _confirmation_page(
     texts: Sequence[BannerText],
     now: float,
     step: int,
+    again: bool = False,
 ) -> Answer:
     issued = int(now * 1000)
     fields = [
@@ -147,7 +149,8 @@ def _confirmation_page(
         ("c", keys.confirmation(token, issued, step)),
     ]
     place = secrets.randbelow(confirmation.GAPS)  # where the button is: not a decoy's to know
-    page = confirmation.render(texts, ACK_PATH, fields, back, place, step)
+    code = keys.reading_code(token, issued) if step == confirmation.CONFIRM else ""
+    page = confirmation.render(texts, ACK_PATH, fields, back, place, step, code, again)
     return Answer(200, confirmation.headers(back), page)
 
 
@@ -211,6 +214,13 @@ def acknowledge(
         return Answer(303, {"Location": _ack_path(claimed, back, token), **_REDIRECT})
     if steps[step] == confirmation.READ:  # "I have read this reminder": now "I understand"
         return _confirmation_page(keys, claimed, back, token, texts, now, confirmation.CONFIRM)
+    typed = one(confirmation.CODE_FIELD).strip()
+    if not hmac.compare_digest(typed.encode(), keys.reading_code(token, int(issued)).encode()):
+        # Not the number that page showed (a typo, or keys typed blind): a new one.
+        logger.info("an acknowledgement on %s had the wrong number: a new one", decision.host)
+        return _confirmation_page(
+            keys, claimed, back, token, texts, now, confirmation.CONFIRM, again=True
+        )
     first = state.claim(claimed.day, claimed.user, acknowledgement_scope(claimed.scope))
     state.claim(claimed.day, claimed.user, claimed.scope)  # the period's notice is done
     return Answer(303, headers_out, acknowledged_scope=claimed.scope if first else None)

@@ -44,6 +44,8 @@ STYLE = (
     "border-radius:4px;text-decoration:none;cursor:pointer}"
     ".ack:focus{outline:3px solid #0535d2;outline-offset:2px}"
     ".ack[aria-disabled=true]{opacity:.55;cursor:default}"
+    ".code{font-size:1.3em;letter-spacing:.12em}.again{font-weight:600}"
+    ".code-field input{font:inherit;width:4em;padding:.25rem;margin-left:.5rem}"
     "@media (prefers-color-scheme:dark){.ack{color:#1c2733;background:#9ccaff;"
     "border-color:#9ccaff}.ack:focus{outline-color:#fff}}"
     + "".join(f".g{n}{{height:{3 * n}rem}}" for n in range(1, 8))  # confirmation's places
