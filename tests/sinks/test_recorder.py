@@ -62,14 +62,20 @@ def test_each_request_counts_under_its_own_labels(engine):
     assert sample(metrics, "auditproxy_group_requests_total", **group) == 2
 
 
-def test_a_new_decision_in_the_same_place_is_not_taken_for_the_old(engine, monkeypatch):
+def test_one_set_of_children_per_label_set_not_per_person(engine, monkeypatch):
+    """Children depend only on the labels: people are many, label sets few (the soak's
+    resident memory stays flat). Past the limit, forgotten and made again."""
     from auditproxy.sinks import recorder as module
 
+    recorder = Recorder(Metrics())
+    alice = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="alice")
+    bob = engine.decide(host="x.com", client_address="10.0.0.2", proxyauth_user="bob")
+    assert alice is not bob and recorder._children(alice) is recorder._children(bob)
+    staff = dataclasses.replace(alice, group="staff")
+    assert recorder._children(staff) is not recorder._children(alice)
+    assert len(recorder._by_labels) == 2
     monkeypatch.setattr(module, "CHILDREN_LIMIT", 1)
-    metrics = Metrics()
-    recorder = Recorder(metrics)
-    first = engine.decide(host="x.com", client_address="10.0.0.1", proxyauth_user="alice")
-    other = dataclasses.replace(first, group="staff")
-    assert recorder._children(first).decision is first
-    assert recorder._children(other).decision is other  # the limit: forgotten, made again
-    assert len(recorder._by_decision) == 1
+    recorder = Recorder(Metrics())
+    first = recorder._children(alice)
+    assert recorder._children(staff) is not first and len(recorder._by_labels) == 1
+    assert recorder._children(alice) is not first  # forgotten, made again

@@ -60,12 +60,17 @@ HTTPS_SITES = (("x.com", "x"), ("www.facebook.com", "facebook"))
 MIX = {"page": 30, "asset": 30, "log": 20, "block": 10, "bypass": 10}
 TUNNEL_REQUESTS = 40  # an HTTPS worker reopens its tunnel as a new user after this many
 HTTPS_EVERY = 5  # one worker in five holds a decrypted HTTPS tunnel instead of plain HTTP
-# Resident memory may grow by this much between 25% and 100% of the run, whichever is
-# larger: allocator noise and per-process caches that fill once (pseudonyms, users seen
-# today, TLS certificates). Measured here: +1.2 MiB over 20,000 requests on a 92 MiB
-# process. A leak of 0.5 KB per request adds 7.5 MB over the last three quarters of a
-# 20,000-request run, so a per-request leak of that size or more fails.
+# Resident memory may grow by this much between 50% and 100% of the run, whichever is
+# larger, and by no more than it grew from 25% to 50% (plus `RSS_NOISE`): caches fill
+# ever more slowly, a leak grows with the requests. What fills: allocator noise and
+# per-process caches (pseudonyms, users seen today, TLS certificates, and the bounded
+# per-decision caches: decisions, their rendered record parts and rule fields, which the
+# soak's few hundred people x sites keep filling all run long). Measured here (main at
+# 0b38c20, 20,000 requests): 108.6 / 114.2 / 116.7 / 117.6 MiB at 25 / 50 / 75 / 100 %
+# (8f07e89: 103.9 / 107.9 / 109.6 / 110.4). A leak of 0.5 KB per request adds 5 MB over
+# the last half and 2.5 MB over the quarter before it, so it fails one test or the other.
 RSS_TOLERANCE = (8 * 1024 * 1024, 0.05)
+RSS_NOISE = 1024 * 1024
 RSS_MARKS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -369,12 +374,14 @@ def _check_counters(
 
 
 def _check_memory(result: SoakResult) -> list[str]:
-    if 0.25 not in result.rss or 1.0 not in result.rss:
+    if not {0.25, 0.5, 1.0} <= result.rss.keys():
         return []
-    warm, end = result.rss[0.25], result.rss[1.0]
+    early, warm, end = result.rss[0.25], result.rss[0.5], result.rss[1.0]
     allowed = max(RSS_TOLERANCE[0], RSS_TOLERANCE[1] * warm)
     if end - warm > allowed:
         return [f"resident memory grew {(end - warm) / 2**20:.1f} MiB after warm-up: {rss(result)}"]
+    if end - warm > warm - early + RSS_NOISE:
+        return [f"resident memory grew faster in the second half: {rss(result)}"]
     return []
 
 

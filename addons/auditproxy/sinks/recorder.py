@@ -40,20 +40,18 @@ from auditproxy.sinks.refusals import RefusalLog, refusal_event
 logger = logging.getLogger("auditproxy")
 
 FAULT_LOG_INTERVAL = 10.0  # seconds between tracebacks of the same stage
-CHILDREN_LIMIT = 4096  # decisions whose metric children `Recorder` remembers
+CHILDREN_LIMIT = 4096  # label sets whose metric children `Recorder` remembers
 
 
 class _Children:
-    """The metric children every request of one decision changes (`Engine.decide` gives
-    the same decision for a person's requests to a site): looked up once, not four label
-    lookups a request. `requests` by response status (None: no response). The decision is
-    held, so that its identity, the key, is never another's."""
+    """The metric children every request of one decision changes: looked up once per
+    label set (category, site, action, group: few, whatever the number of people), not
+    four label lookups a request. `requests` by response status (None: no response)."""
 
-    __slots__ = ("decision", "group_requests", "request_duration", "requests", "response_bytes")
+    __slots__ = ("group_requests", "request_duration", "requests", "response_bytes")
 
     def __init__(self, metrics: Metrics, decision: Decision) -> None:
         category = decision.match.category
-        self.decision = decision
         self.requests: dict[int | None, Any] = {}
         self.response_bytes = metrics.response_bytes.labels(category)
         self.request_duration = metrics.request_duration.labels(category)
@@ -73,7 +71,8 @@ class Recorder:
         self.daily_users: DailyUsers | None = None
         self.refusals = RefusalLog()
         self._last_fault_log: dict[str, float] = {}
-        self._by_decision: dict[int, _Children] = {}  # by the decision's identity
+        # By the labels they carry: a per-decision key would grow with people x sites.
+        self._by_labels: dict[tuple[str, str, str, str | None], _Children] = {}
 
     def emit(self, fields: dict) -> None:
         if self.access_log is not None:
@@ -137,13 +136,14 @@ class Recorder:
             m.daily_users.labels(match.category).set(users.count(match.category))
 
     def _children(self, decision: Decision) -> _Children:
-        """The metric children a decision's requests change, found once per decision."""
-        found = self._by_decision.get(id(decision))
-        if found is not None and found.decision is decision:
-            return found
-        if len(self._by_decision) >= CHILDREN_LIMIT:
-            self._by_decision.clear()
-        found = self._by_decision[id(decision)] = _Children(self.metrics, decision)
+        """The metric children a decision's requests change, found once per label set."""
+        match = decision.match
+        key = (match.category, match.site, decision.action_label, decision.group)
+        found = self._by_labels.get(key)
+        if found is None:
+            if len(self._by_labels) >= CHILDREN_LIMIT:
+                self._by_labels.clear()
+            found = self._by_labels[key] = _Children(self.metrics, decision)
         return found
 
     # ------------------------------------------------------------------ who
