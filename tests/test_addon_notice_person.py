@@ -13,7 +13,7 @@ import pytest
 from mitmproxy import http
 
 from auditproxy.notice import confirmation
-from auditproxy.notice.keys import ACK_PATH, RECORD_PATH
+from auditproxy.notice.keys import ACK_PATH, RECORD_PATH, WRONG_NUMBERS
 from auditproxy.notice.ownpaths import READING_SECONDS
 from support.harness import HTML, PAGE, harness_for
 from support.notice import (
@@ -228,6 +228,41 @@ def test_a_click_quicker_than_reading_gets_the_confirmation_page_again(harness, 
     clock.now += READING_SECONDS + 0.5
     f = press(second)
     assert f.response.status_code == 303 and len(acknowledged(harness)) == 1
+
+
+def test_a_few_wrong_numbers_a_period_then_no_more(harness):
+    """Blind guesses (a game that has the person type numbers under a window that hides the
+    page) are few: after `WRONG_NUMBERS` wrong ones, "I understand" cannot be recorded
+    this period, not even with the right number."""
+    link = ack_link(harness.page("https://www.facebook.com/p"))
+    confirm = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=CLICK))
+    second = last_link(harness, confirm.response.content)
+    pages = []
+    for _ in range(WRONG_NUMBERS):
+        code = shown_code(pages[-1].response.content) if pages else second.rpartition("k=")[2]
+        wrong = f"{(int(code) + 1) % 1000:03d}"
+        link_now = second if not pages else confirmation_link(pages[-1].response.content)
+        time_to_read(harness)
+        pages.append(press(harness, re.sub(r"k=\d+", f"k={wrong}", link_now)))
+    statuses = [f.response.status_code for f in pages]
+    assert statuses == [200] * (WRONG_NUMBERS - 1) + [403]
+    assert b"too many times" in pages[-1].response.content
+    assert b"<form" not in pages[-1].response.content  # nothing left to answer
+    time_to_read(harness)
+    assert press(harness, second).response.status_code == 403  # the right number, too late
+    again = harness.exchange(harness.flow("https://www.facebook.com" + link, headers=CLICK))
+    time_to_read(harness)
+    assert press(harness, confirmation_link(again.response.content)).response.status_code == 403
+    assert acknowledged(harness) == []
+    # Another person, another scope: their own count.
+    other = ack_link(harness.page("https://www.facebook.com/p", client="10.9.9.9"))
+    assert say_i_understand(harness, other, client="10.9.9.9").response.status_code == 303
+
+
+def press(harness, path: str, client: str = "10.1.2.3") -> http.HTTPFlow:
+    """The person's press on a confirmation page's button (`path`: where its form goes)."""
+    f = harness.flow("https://www.facebook.com" + path, client=client, headers=CONFIRM_CLICK)
+    return harness.exchange(f)
 
 
 @pytest.mark.parametrize(

@@ -1314,6 +1314,32 @@ def test_keys_typed_blind_do_not_know_the_number(session, upstream):
 
 
 @pytest.mark.clock
+def test_the_number_cannot_be_copied_out_of_the_page(session, upstream):
+    """A site's game has the person select all and copy on the hidden "I understand" page,
+    then paste into a window of the site: the number is not in what they paste."""
+    page = session.page
+    box = '<textarea id="box" aria-label="paste here"></textarea>'
+    upstream.route("news.test", "/paste", Reply.html(html_page("Paste", box)))
+    upstream.route("www.facebook.com", "/", Reply.html(FEED))
+    page.goto("https://www.facebook.com/")
+    expect(notice(page)).to_be_visible()
+    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    page.goto(f"https://www.facebook.com{link}")
+    read_it(page)
+    page.get_by_role("button", name="I have read this reminder", exact=True).click()
+    expect(number_field(page)).to_be_attached()
+    number = shown_number(page)
+    page.keyboard.press("ControlOrMeta+A")
+    page.keyboard.press("ControlOrMeta+C")
+    page.goto("https://news.test/paste")
+    page.locator("#box").click()
+    page.keyboard.type("start ")
+    page.keyboard.press("ControlOrMeta+V")
+    pasted = page.locator("#box").input_value()
+    assert pasted.startswith("start ") and number not in pasted
+
+
+@pytest.mark.clock
 def test_a_window_too_small_to_show_the_page_never_counts(session, upstream):
     """A site opens the confirmation page in a tiny window of its own, on the person's key
     (it is in front and takes their keys, and shows nothing): presses there do nothing,

@@ -58,6 +58,10 @@ _WORDING = {
             "press \u201c{ack}\u201d."
         ),
         "number": "The number shown above",
+        "locked": (
+            "That was not the number shown, too many times. \u201c{ack}\u201d cannot be "
+            "recorded again before the next reminder."
+        ),
         "again": "That was not the number shown. Here is a new one.",
         "back": "Back to the page without answering",
     },
@@ -72,6 +76,10 @@ _WORDING = {
             "et appuyez sur \u00ab\u00a0{ack}\u00a0\u00bb."
         ),
         "number": "Le nombre indiqu\u00e9 ci-dessus",
+        "locked": (
+            "Ce n'\u00e9tait pas le nombre indiqu\u00e9, trop de fois. \u00ab\u00a0{ack}"
+            "\u00a0\u00bb ne peut plus \u00eatre enregistr\u00e9 avant le prochain rappel."
+        ),
         "again": "Ce n'\u00e9tait pas le nombre indiqu\u00e9. En voici un nouveau.",
         "back": "Revenir \u00e0 la page sans r\u00e9pondre",
     },
@@ -87,7 +95,9 @@ GAPS = 8  # where the button may be: 0 to 7 steps of 3rem (taller than it) furth
 # against anyone; a site can open it in a tiny popup that takes the keys). A site's
 # window can be raised over the tab at any time by its opener, with no act of the
 # person, so the time since the page was made says nothing about what was seen. Until
-# then a press does nothing (the button stays in the tab order, `aria-disabled`). With
+# then a press does nothing (the button stays in the tab order, `aria-disabled`). The
+# number to type is never copied (nor cut, nor dragged: a site's game could have the
+# person paste it into a window of the site; the style also makes it unselectable). With
 # scripting off the site's pages run no script either: the server's time alone applies.
 MIN_WINDOW = (480, 360)
 SCRIPT = (
@@ -102,7 +112,10 @@ SCRIPT = (
         "for(const e of['focus','blur','pageshow','resize'])addEventListener(e,ready);"
         "document.addEventListener('visibilitychange',ready);setInterval(ready,100);ready();"
         "for(const f of document.forms)f.addEventListener('submit',e=>{if(!ready())"
-        "e.preventDefault()})})()"
+        "e.preventDefault()});"
+        "for(const t of['copy','cut','dragstart'])document.addEventListener(t,e=>{"
+        "for(const c of document.querySelectorAll('.code'))"
+        "if(getSelection().containsNode(c,true))e.preventDefault()})})()"
     )
     .replace("WIDE", str(MIN_WINDOW[0]))
     .replace("HIGH", str(MIN_WINDOW[1]))
@@ -164,6 +177,29 @@ def render(
         '<meta name="robots" content="noindex">'
         f"<title>{ascii_html(title)}</title><style>{STYLE}</style></head>"
         f"<body><main>{sections}</main><script>{SCRIPT}</script></body></html>"
+    )
+    return page.encode("ascii")
+
+
+def render_locked(texts: Sequence[BannerText], back_url: str) -> bytes:
+    """Too many wrong numbers: nothing to answer, only the way back."""
+    langs = [t.lang for t in texts] or ["en"]
+    sections = ""
+    for text in texts:
+        words = _WORDING.get(text.lang.split("-")[0], _WORDING["en"])
+        said = ascii_html(words["locked"]).replace("{ack}", ascii_html(text.acknowledge))
+        sections += (
+            f'<section lang="{ascii_html(text.lang)}"><h1>{ascii_html(text.heading)}</h1>'
+            f'<p>{said}</p><p><a href="{ascii_html(back_url)}">{ascii_html(words["back"])}'
+            "</a></p></section>"
+        )
+    title = " / ".join(t.heading for t in texts) or "Reminder"
+    page = (
+        f'<!DOCTYPE html><html lang="{ascii_html(langs[0])}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta name="robots" content="noindex">'
+        f"<title>{ascii_html(title)}</title><style>{STYLE}</style></head>"
+        f"<body><main>{sections}</main></body></html>"
     )
     return page.encode("ascii")
 

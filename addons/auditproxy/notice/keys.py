@@ -95,6 +95,15 @@ def acknowledgement_scope(scope: str) -> str:
     return _ACKNOWLEDGED + scope
 
 
+WRONG_NUMBERS = 3  # wrong numbers a person may type for a scope in a period, then no more
+
+
+def wrong_number_scope(scope: str, n: int) -> str:
+    """The state's mark of the `n`th wrong number typed for `scope` this period (1 to
+    `WRONG_NUMBERS`): blind guesses are few, whoever drives them."""
+    return f"wrong{n}:{scope}"
+
+
 def safe_return_target(target: str, host: str) -> str | None:
     """Where an acknowledgement returns: a path on the same origin, or the same host over
     plain HTTP (a link on an http:// page is followed over https, where the browser sends

@@ -15,25 +15,15 @@ The proxy answers these paths only where it shows the notice (`NoticeStage.appli
 only to a top-level navigation (`navigation.is_top_level`) that no service worker asked
 for; anything else (a script's `fetch()`, an image, a frame, a request without fetch
 metadata, a service worker's navigation preload) goes on to the site as if there were no
-proxy, so no page can observe the proxy through them. Every page the proxy
-answers with here is sandboxed (an opaque origin: no script of the site can read it, even
-from a window it opened), cannot be framed and is not cached.
+proxy. Every page the proxy answers with here is sandboxed (an opaque origin: no script of
+the site can read it, even from a window it opened), cannot be framed, is not cached.
 
-"I understand" is never one click. The notice's link carries the first token; it is in the
-page's bytes, which the page's own scripts may read (a `fetch()` of a plain-http page,
-markup that a script's `document.write` turns into text before the notice could form its
-closed shadow root) and could follow as a navigation on the person's next click anywhere,
-or which an overlay may hide under a decoy. So it never acknowledges: it opens the
-proxy's confirmation pages (`notice.confirmation`): the notice in full and "I have read
-this reminder", then "I understand" with a number to type that only that page shows
-(`NoticeKeys.reading_code`), each made when asked, each form carrying a second token that
-exists nowhere else (signing the step and when the page was made), each answered no
-sooner than `READING_SECONDS` after it was made (sooner: back to the first; a wrong
-number: a new one), the button at a height no site can predict. The pages are
-sandboxed, unframeable, and never given to a service worker (`NoticeStage.answers`): no
-script of the site can read them. Links on a plain-http page point to the same host over
-https, where the browser sends fetch metadata; the acknowledgement then returns to the
-http page.
+"I understand" is never one click: the notice's link is in the page's bytes, which the
+page's own scripts may read, so it only opens the proxy's confirmation pages
+(`notice.confirmation`, where the reasons are), each made when asked and answered with
+its own token, time and, on the last, the number it shows (`NoticeKeys.reading_code`).
+Links on a plain-http page point to the same host over https, where the browser sends
+fetch metadata; the acknowledgement then returns to the http page.
 """
 
 from __future__ import annotations
@@ -54,10 +44,12 @@ from auditproxy.notice.budget import Budget
 from auditproxy.notice.keys import (
     ACK_PATH,
     OWN_PREFIX,
+    WRONG_NUMBERS,
     NoticeKeys,
     Visit,
     acknowledgement_scope,
     safe_return_target,
+    wrong_number_scope,
 )
 from auditproxy.notice.navigation import Headers, is_top_level, person_navigation
 from auditproxy.notice.store import NoticeState
@@ -125,9 +117,8 @@ def _ack_path(visit: Visit, back: str, token: str) -> str:
     return f"{ACK_PATH}?{urlencode(_ack_fields(visit, back, token), quote_via=quote, safe='')}"
 
 
-# The least time between the confirmation page and its "I understand": a site that opens
-# the page under a decoy (a double-click whose second press lands on the page) is faster;
-# a person who reads is not. A quicker answer just gets the page again.
+# The least time between a confirmation page and its answer: a decoy's double-click is
+# faster, a person who reads is not. A quicker answer just gets the first page again.
 READING_SECONDS = 1.0
 
 
@@ -207,6 +198,8 @@ def acknowledge(
         return _invalid(policy, decision)
     if not hmac.compare_digest(keys.confirmation(token, int(issued), steps[step]), confirmed):
         return _invalid(policy, decision)
+    if state.seen(claimed.day, claimed.user, wrong_number_scope(claimed.scope, WRONG_NUMBERS)):
+        return _locked(texts, back, decision)
     if now - int(issued) / 1000 < READING_SECONDS:
         # The first page again, through the first link: a confirmed URL that answered with
         # a page would stay in the history, where a reload would answer with no press.
@@ -216,14 +209,37 @@ def acknowledge(
         return _confirmation_page(keys, claimed, back, token, texts, now, confirmation.CONFIRM)
     typed = one(confirmation.CODE_FIELD).strip()
     if not hmac.compare_digest(typed.encode(), keys.reading_code(token, int(issued)).encode()):
-        # Not the number that page showed (a typo, or keys typed blind): a new one.
-        logger.info("an acknowledgement on %s had the wrong number: a new one", decision.host)
+        # Not the number that page showed (a typo, or keys typed blind): a new one, a few
+        # times a period at most (each wrong one marked in the state, shared by instances).
+        wrong = next(
+            (
+                n
+                for n in range(1, WRONG_NUMBERS + 1)
+                if state.claim(claimed.day, claimed.user, wrong_number_scope(claimed.scope, n))
+            ),
+            WRONG_NUMBERS,
+        )
+        logger.warning(
+            "an acknowledgement on %s had the wrong number (%d of %d this period)",
+            decision.host,
+            wrong,
+            WRONG_NUMBERS,
+        )
+        if wrong >= WRONG_NUMBERS:
+            return _locked(texts, back, decision)
         return _confirmation_page(
             keys, claimed, back, token, texts, now, confirmation.CONFIRM, again=True
         )
     first = state.claim(claimed.day, claimed.user, acknowledgement_scope(claimed.scope))
     state.claim(claimed.day, claimed.user, claimed.scope)  # the period's notice is done
     return Answer(303, headers_out, acknowledged_scope=claimed.scope if first else None)
+
+
+def _locked(texts: Sequence[BannerText], back: str, decision: Decision) -> Answer:
+    """Too many wrong numbers this period: "I understand" cannot be recorded until the
+    next (the notice is done for the period either way)."""
+    logger.warning("acknowledgements on %s are closed for this period", decision.host)
+    return Answer(403, confirmation.headers(back), confirmation.render_locked(texts, back))
 
 
 def _invalid(policy: Policy, decision: Decision) -> Answer:
