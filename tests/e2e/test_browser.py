@@ -251,7 +251,10 @@ def number_field(page: Page, button: str = "I understand") -> Locator:
 
 def shown_number(page: Page) -> str:
     """The number the "I understand" page shows (as the person reads it)."""
-    return page.locator("strong.code").first.inner_text()
+    shown = page.locator("strong.code").first
+    drawn = shown.evaluate("e => getComputedStyle(e, '::before').content")
+    assert drawn.strip('"') == shown.get_attribute("data-n")  # what the person sees
+    return drawn.strip('"')
 
 
 def assert_no_notice(page: Page) -> None:
@@ -1337,6 +1340,28 @@ def test_the_number_cannot_be_copied_out_of_the_page(session, upstream):
     page.keyboard.press("ControlOrMeta+V")
     pasted = page.locator("#box").input_value()
     assert pasted.startswith("start ") and number not in pasted
+
+
+@pytest.mark.clock
+def test_the_number_is_in_no_selection(session, upstream):
+    """Linux's primary selection takes whatever is selected, with no copy event: the number
+    is not in the page's text, so a select-all holds the words around it, never it."""
+    page = session.page
+    upstream.route("www.facebook.com", "/", Reply.html(FEED))
+    page.goto("https://www.facebook.com/")
+    expect(notice(page)).to_be_visible()
+    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    page.goto(f"https://www.facebook.com{link}")
+    read_it(page)
+    page.get_by_role("button", name="I have read this reminder", exact=True).click()
+    expect(number_field(page)).to_be_attached()
+    number = shown_number(page)
+    page.keyboard.press("ControlOrMeta+A")
+    selected = page.evaluate("getSelection().toString()")
+    assert "type the number" in selected and number not in selected
+    assert number not in page.evaluate("document.body.innerText")
+    # Read out as one image, digit by digit.
+    expect(page.get_by_role("img", name=" ".join(number))).to_have_count(2)
 
 
 @pytest.mark.clock

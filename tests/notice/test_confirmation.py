@@ -73,10 +73,16 @@ def test_then_i_understand_in_the_policys_words_with_a_number_to_type(example):
     for text in texts:
         assert text.monitoring in words and text.disclaimer not in words
     assert (
-        "To record that you have read the reminder, type the number 472 below and press "
+        "To record that you have read the reminder, type the number below and press "
         "\u201cI understand\u201d." in " ".join(words.split())
     )
-    assert "tapez le nombre 472 ci-dessous" in " ".join(words.split())
+    assert "tapez le nombre ci-dessous" in " ".join(words.split())
+    # The number is no text of the page (no selection holds it): drawn from an attribute,
+    # read out as one image.
+    assert "472" not in words
+    drawn = b'<strong class="code" role="img" aria-label="4 7 2" data-n="472"></strong>'
+    assert page.count(drawn) == len(texts)
+    assert ".code::before{content:attr(data-n)}" in confirmation.STYLE
     # Each language's field, labelled, digits only, as long as the number; not prefilled.
     fields = re.findall(rb'<label class="code-field">[^<]*<input ([^>]*)></label>', page)
     assert len(fields) == len(texts)

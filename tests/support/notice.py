@@ -65,7 +65,7 @@ def form_links(page: bytes, typed: dict[str, str] | None = None) -> set[str]:
     return {f"{action}?{urlencode(fields, quote_via=quote)}" for action, fields in parser.forms}
 
 
-_CODE = re.compile(rb'<strong class="code">([0-9]+)</strong>')
+_CODE = re.compile(rb'<strong class="code"[^>]* data-n="([0-9]+)"></strong>')
 
 
 def shown_code(page: bytes) -> str | None:

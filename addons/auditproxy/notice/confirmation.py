@@ -218,7 +218,15 @@ def _section(
         body = f"<p>{ascii_html(text.monitoring)}</p>"
         if again:
             body += f'<p class="again">{ascii_html(words["again"])}</p>'
-        shown = f'<strong class="code">{ascii_html(code)}</strong>'
+        # The number is drawn from an attribute (CSS generated content), never the page's
+        # text: no selection holds it, not even Linux's primary selection, which a
+        # select-all fills without a copy event (red team on ff573ba). Read out by its
+        # label as one image.
+        spaced = " ".join(code)
+        shown = (
+            f'<strong class="code" role="img" aria-label="{ascii_html(spaced)}" '
+            f'data-n="{ascii_html(code)}"></strong>'
+        )
         asked = ascii_html(words["confirm"]).replace("{code}", shown)
         body += f"<p>{asked.replace('{ack}', ascii_html(text.acknowledge))}</p>"
         hidden += (

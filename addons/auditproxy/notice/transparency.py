@@ -45,6 +45,7 @@ STYLE = (
     ".ack:focus{outline:3px solid #0535d2;outline-offset:2px}"
     ".ack[aria-disabled=true]{opacity:.55;cursor:default}"
     ".code{font-size:1.3em;letter-spacing:.12em;user-select:none;-webkit-user-select:none}"
+    ".code::before{content:attr(data-n)}"
     ".again{font-weight:600}"
     ".code-field input{font:inherit;width:4em;padding:.25rem;margin-left:.5rem}"
     "@media (prefers-color-scheme:dark){.ack{color:#1c2733;background:#9ccaff;"
