@@ -2,9 +2,10 @@
 
 `eligibility(...)` returns None or a `SkipReason`. Only a GET (or a POST that fetch
 metadata says is a top-level navigation: a form the person sent) answered 200 with
-text/html, for a top-level navigation (`Sec-Fetch-Dest: document`, or the heuristics of old clients:
-Accept, no X-Requested-With, no cross-site Referer), in an encoding the proxy can decode
-and re-encode, without `no-transform`, a redirect refresh or an attachment. Also the
+text/html, for a top-level navigation (`Sec-Fetch-Dest: document`, or the heuristics of
+old clients: Accept, no X-Requested-With, no cross-site Referer), in an encoding the
+proxy can decode and re-encode, without `no-transform`, a redirect refresh or an
+attachment. Also the
 charset rules: where ASCII bytes inserted at a tag boundary still read as ASCII.
 """
 

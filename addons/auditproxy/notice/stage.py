@@ -22,9 +22,9 @@ The period is the policy's `notice.interval` (a day, a week, a month) by the cal
 
 What counts as skipped: a person's top-level page (a GET, or a form's POST with fetch
 metadata) due the notice that could not carry it: status 200 but not HTML, CSP, charset,
-too large, ...; or an HTML page with another status (`not_ok`: only 200 pages get the
-notice). Requests that are not pages at all (images, XHR, frames, redirects, HEAD) are
-not candidates and not counted.
+too large, ...; or a page the browser shows with another status, of any type (`not_ok`:
+only 200 pages get the notice). Requests that are not pages at all (images, XHR, frames,
+redirects, HEAD) are not candidates and not counted.
 """
 
 from __future__ import annotations
