@@ -249,6 +249,24 @@ def number_field(page: Page, button: str = "I understand") -> Locator:
     return page.get_by_role("textbox", name=NUMBER[button], exact=True)
 
 
+def notice_link(page: Page, upstream: Upstream) -> str:
+    """The notice's "I understand" link on the first page of www.facebook.com today."""
+    upstream.route("www.facebook.com", "/", Reply.html(FEED))
+    page.goto("https://www.facebook.com/")
+    expect(notice(page)).to_be_visible()
+    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    return link
+
+
+def to_the_number(page: Page, link: str) -> None:
+    """As the person: the notice's link, reads the first page, "I have read this
+    reminder": on the "I understand" page, with its number."""
+    page.goto(f"https://www.facebook.com{link}")
+    read_it(page)
+    page.get_by_role("button", name="I have read this reminder", exact=True).click()
+    expect(number_field(page)).to_be_attached()
+
+
 def shown_number(page: Page) -> str:
     """The number the "I understand" page shows (as the person reads it)."""
     shown = page.locator("strong.code").first
@@ -1217,10 +1235,7 @@ def test_a_text_fragment_and_a_keyboard_game_cannot_answer_for_the_person(sessio
     has the person type a game's keys: the fragment neither scrolls nor moves where Tab
     starts, and keys on the second page sooner than anyone reads it do nothing."""
     page, proxy = session.page, session.proxy
-    upstream.route("www.facebook.com", "/", Reply.html(FEED))
-    page.goto("https://www.facebook.com/")
-    expect(notice(page)).to_be_visible()
-    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    link = notice_link(page, upstream)
     page.set_viewport_size({"width": 600, "height": 400})
     page.goto(f"https://www.facebook.com{link}#:~:text=I%20have%20read%20this%20reminder")
     first = page.get_by_role("button", name="I have read this reminder", exact=True)
@@ -1258,10 +1273,7 @@ def test_i_understand_counts_only_after_a_second_in_front_of_the_person(session,
     closes it when the person presses a key: keys that answer sooner than a second after
     the page came to the front do nothing; a second later the same press acknowledges."""
     page, proxy = session.page, session.proxy
-    upstream.route("www.facebook.com", "/", Reply.html(FEED))
-    page.goto("https://www.facebook.com/")
-    expect(notice(page)).to_be_visible()
-    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    link = notice_link(page, upstream)
     page.goto(f"https://www.facebook.com{link}")
     read_it(page)
     page.get_by_role("button", name="I have read this reminder", exact=True).click()
@@ -1292,14 +1304,8 @@ def test_keys_typed_blind_do_not_know_the_number(session, upstream):
     of the site over it, a tiny window), a game's keys cannot know the number that page
     shows: a wrong one gets a new number, never a record."""
     page, proxy = session.page, session.proxy
-    upstream.route("www.facebook.com", "/", Reply.html(FEED))
-    page.goto("https://www.facebook.com/")
-    expect(notice(page)).to_be_visible()
-    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
-    page.goto(f"https://www.facebook.com{link}")
-    read_it(page)
-    page.get_by_role("button", name="I have read this reminder", exact=True).click()
-    expect(number_field(page)).to_be_attached()
+    link = notice_link(page, upstream)
+    to_the_number(page, link)
     read_it(page)
     shown = shown_number(page)
     blind = f"{(int(shown) + 500) % 1000:03d}"  # what a game can have the person type
@@ -1323,14 +1329,8 @@ def test_the_number_cannot_be_copied_out_of_the_page(session, upstream):
     page = session.page
     box = '<textarea id="box" aria-label="paste here"></textarea>'
     upstream.route("news.test", "/paste", Reply.html(html_page("Paste", box)))
-    upstream.route("www.facebook.com", "/", Reply.html(FEED))
-    page.goto("https://www.facebook.com/")
-    expect(notice(page)).to_be_visible()
-    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
-    page.goto(f"https://www.facebook.com{link}")
-    read_it(page)
-    page.get_by_role("button", name="I have read this reminder", exact=True).click()
-    expect(number_field(page)).to_be_attached()
+    link = notice_link(page, upstream)
+    to_the_number(page, link)
     number = shown_number(page)
     page.keyboard.press("ControlOrMeta+A")
     page.keyboard.press("ControlOrMeta+C")
@@ -1347,14 +1347,8 @@ def test_the_number_is_in_no_selection(session, upstream):
     """Linux's primary selection takes whatever is selected, with no copy event: the number
     is not in the page's text, so a select-all holds the words around it, never it."""
     page = session.page
-    upstream.route("www.facebook.com", "/", Reply.html(FEED))
-    page.goto("https://www.facebook.com/")
-    expect(notice(page)).to_be_visible()
-    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
-    page.goto(f"https://www.facebook.com{link}")
-    read_it(page)
-    page.get_by_role("button", name="I have read this reminder", exact=True).click()
-    expect(number_field(page)).to_be_attached()
+    link = notice_link(page, upstream)
+    to_the_number(page, link)
     number = shown_number(page)
     page.keyboard.press("ControlOrMeta+A")
     selected = page.evaluate("getSelection().toString()")
@@ -1370,10 +1364,7 @@ def test_a_window_too_small_to_show_the_page_never_counts(session, upstream):
     (it is in front and takes their keys, and shows nothing): presses there do nothing,
     however long it stays; in a window that shows the page, they count a second later."""
     page, proxy = session.page, session.proxy
-    upstream.route("www.facebook.com", "/", Reply.html(FEED))
-    page.goto("https://www.facebook.com/")
-    expect(notice(page)).to_be_visible()
-    (link,) = {h for h in shadow_links(page) if ACK_PATH in h}
+    link = notice_link(page, upstream)
     page.set_viewport_size({"width": 100, "height": 100})
     page.goto(f"https://www.facebook.com{link}")
     first = page.get_by_role("button", name="I have read this reminder", exact=True)

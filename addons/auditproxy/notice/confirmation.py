@@ -162,8 +162,6 @@ def render(
     on `CONFIRM` the `code` the person types (`CODE_FIELD`; `again`: the last one typed
     was wrong). `place` (0 to GAPS - 1, chosen at random by the caller) moves the button
     down from the text by that many steps."""
-    langs = [t.lang for t in texts] or ["en"]
-    title = " / ".join(t.heading for t in texts) or "Reminder"
     hidden = "".join(
         f'<input type="hidden" name="{ascii_html(name)}" value="{ascii_html(value)}">'
         for name, value in fields
@@ -171,19 +169,11 @@ def render(
     spacer = f'<div class="g{place}"></div>' if 0 < place < GAPS else ""
     form = (action, hidden + spacer, back_url, code, again)
     sections = "".join(_section(t, step, *form) for t in texts)
-    page = (
-        f'<!DOCTYPE html><html lang="{ascii_html(langs[0])}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        '<meta name="robots" content="noindex">'
-        f"<title>{ascii_html(title)}</title><style>{STYLE}</style></head>"
-        f"<body><main>{sections}</main><script>{SCRIPT}</script></body></html>"
-    )
-    return page.encode("ascii")
+    return _page(texts, sections, f"<script>{SCRIPT}</script>")
 
 
 def render_locked(texts: Sequence[BannerText], back_url: str) -> bytes:
     """Too many wrong numbers: nothing to answer, only the way back."""
-    langs = [t.lang for t in texts] or ["en"]
     sections = ""
     for text in texts:
         words = _WORDING.get(text.lang.split("-")[0], _WORDING["en"])
@@ -193,13 +183,20 @@ def render_locked(texts: Sequence[BannerText], back_url: str) -> bytes:
             f'<p>{said}</p><p><a href="{ascii_html(back_url)}">{ascii_html(words["back"])}'
             "</a></p></section>"
         )
+    return _page(texts, sections)
+
+
+def _page(texts: Sequence[BannerText], sections: str, after: str = "") -> bytes:
+    """The page around `sections` (and `after` them, outside <main>): in the policy's
+    first language, titled by the headings, with the shared style."""
+    langs = [t.lang for t in texts] or ["en"]
     title = " / ".join(t.heading for t in texts) or "Reminder"
     page = (
         f'<!DOCTYPE html><html lang="{ascii_html(langs[0])}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="robots" content="noindex">'
         f"<title>{ascii_html(title)}</title><style>{STYLE}</style></head>"
-        f"<body><main>{sections}</main></body></html>"
+        f"<body><main>{sections}</main>{after}</body></html>"
     )
     return page.encode("ascii")
 
