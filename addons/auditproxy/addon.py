@@ -25,9 +25,9 @@ import base64
 import inspect
 import logging
 import time
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from mitmproxy import connection, ctx, http, tls
 from mitmproxy.net import encoding
@@ -37,6 +37,7 @@ from auditproxy.addon_bodies import Bodies
 from auditproxy.addon_connections import Gate, RecordConnections
 from auditproxy.addon_groups import Groups
 from auditproxy.addon_identity import Authenticate, IdentityOptions
+from auditproxy.connection_map import ConnectionMap
 from auditproxy.decide import pages
 from auditproxy.decide.decision import BAD_HOST, Decision, Engine
 from auditproxy.flowstate import KEY, Answered, ByteCounter, ConnectionState, FlowState
@@ -541,6 +542,10 @@ class Pipeline:
     an awaitable (the notice's work, off the loop): the hook then returns one too, which
     mitmproxy awaits, and the later stages run when it is done; the common, synchronous
     path costs one `is not None` per stage.
+
+    Each stage's hook is `guarded` (fail open); the pipeline calls the method inside
+    that same guard itself (`Step`): the fault is counted and logged, the flow goes on to
+    the next stage, as the decorator would do, a call less per stage.
     """
 
     name = "auditproxy.pipeline"
@@ -554,21 +559,66 @@ class Pipeline:
             if any(inspect.iscoroutinefunction(handler) for handler in handlers):
                 setattr(self, hook, _async_chain(handlers))
             else:
-                setattr(self, hook, _chain(handlers, runtime.metrics.hook_duration.labels(hook)))
+                steps = tuple(_step(handler) for handler in handlers)
+                timer = runtime.metrics.hook_duration.labels(hook)
+                setattr(self, hook, _chain(steps, runtime, timer))
 
 
-def _chain(handlers: list[Callable[[Any], Pending]], timer: Any) -> Callable[[Any], Pending]:
+Step = tuple[Callable[[Any], Pending], str | None]  # the method, its guard's stage name
+
+
+def _step(handler: Callable[[Any], Pending]) -> Step:
+    """A `guarded` hook as the method inside the guard and the guard's stage name; any
+    other handler as it is (None: no guard, its faults are its own)."""
+    stage = getattr(handler, "guard_stage", None)
+    inner = getattr(handler, "__wrapped__", None)
+    owner = getattr(handler, "__self__", None)
+    if stage is None or inner is None or owner is None:
+        return handler, None
+    return types.MethodType(inner, owner), stage
+
+
+def _run_step(step: Step, arg: Any, runtime: Runtime) -> Pending:
+    """One step, guarded as `stages.guarded` guards it (also while its work is awaited)."""
+    handler, stage = step
+    if stage is None:
+        return handler(arg)
+    try:
+        pending = handler(arg)
+    except Exception:
+        runtime.recorder.fault(stage)
+        return None
+    return None if pending is None else _guarded_await(runtime, stage, pending)
+
+
+def _chain(steps: tuple[Step, ...], runtime: Runtime, timer: Any) -> Callable[[Any], Pending]:
     def run(arg: Any) -> Pending:
         start = time.perf_counter()
-        for handler in handlers:
-            pending = handler(arg)  # each is guarded: a fault never stops the next stage
+        for step in steps:
+            handler, stage = step
+            try:
+                pending = handler(arg)
+            except Exception:
+                if stage is None:
+                    raise
+                runtime.recorder.fault(stage)  # fail open: the next stage runs
+                continue
             if pending is not None:  # rare: a stage's work goes on off the event loop
-                rest = handlers[handlers.index(handler) + 1 :]
-                return _resume(pending, rest, arg, timer, time.perf_counter() - start)
+                if stage is not None:
+                    pending = _guarded_await(runtime, stage, pending)
+                rest = steps[steps.index(step) + 1 :]
+                return _resume(pending, rest, arg, runtime, timer, time.perf_counter() - start)
         timer.observe(time.perf_counter() - start)
         return None
 
     return run
+
+
+async def _guarded_await(runtime: Runtime, stage: str, pending: Awaitable[None]) -> None:
+    try:
+        await pending
+    except Exception:
+        runtime.recorder.fault(stage)
 
 
 def _async_chain(handlers: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -586,8 +636,9 @@ def _async_chain(handlers: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 
 async def _resume(
     pending: Awaitable[None],
-    rest: list[Callable[[Any], Pending]],
+    rest: tuple[Step, ...],
     arg: Any,
+    runtime: Runtime,
     timer: Any,
     spent: float,
 ) -> None:
@@ -595,8 +646,8 @@ async def _resume(
     order once it is done. The hook's duration counts its time on the loop only."""
     await pending
     start = time.perf_counter()
-    for handler in rest:
-        more = handler(arg)
+    for step in rest:
+        more = _run_step(step, arg, runtime)
         if more is not None:
             await more
     timer.observe(spent + time.perf_counter() - start)
@@ -607,7 +658,7 @@ class AuditProxy:
 
     def __init__(self) -> None:
         self.runtime = Runtime()
-        connections: WeakKeyDictionary[connection.Client, ConnectionState] = WeakKeyDictionary()
+        connections: ConnectionMap[connection.Client, ConnectionState] = ConnectionMap()
         self.identity = IdentityOptions(self.runtime)
         self.stages: list[Stage] = [
             Admit(self.runtime, connections),

@@ -12,7 +12,6 @@ import contextlib
 import functools
 import time
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from mitmproxy import connection, ctx, http, tcp, tls
 from mitmproxy.proxy import server_hooks
@@ -20,6 +19,7 @@ from mitmproxy.proxy import server_hooks
 from auditproxy import gate
 from auditproxy.addon_bodies import may_have_body
 from auditproxy.backlog import HELD_PER_PERSON, Backlog
+from auditproxy.connection_map import ConnectionMap
 from auditproxy.decide.admission import Reason
 from auditproxy.decide.guard import IDLE, ConnectionGuard, OriginGuard, Phase
 from auditproxy.decide.identity import canonical_address
@@ -35,19 +35,17 @@ class Admit(Stage):
 
     KEEP_MESSAGES = 16  # WebSocket and TCP messages kept on a flow (mitmproxy keeps all)
 
-    def __init__(self, runtime: Runtime, connections: WeakKeyDictionary) -> None:
+    def __init__(self, runtime: Runtime, connections: ConnectionMap) -> None:
         super().__init__(runtime, connections)
-        self.guards: WeakKeyDictionary[connection.Client, ConnectionGuard] = WeakKeyDictionary()
-        self.origins: WeakKeyDictionary[connection.Server, OriginGuard] = WeakKeyDictionary()
-        self._client_origins: WeakKeyDictionary[connection.Client, list[OriginGuard]] = (
-            WeakKeyDictionary()
-        )
-        self._admitted: WeakKeyDictionary[connection.Client, str] = WeakKeyDictionary()
-        self._writers: WeakKeyDictionary[connection.Connection, Any] = WeakKeyDictionary()
+        self.guards: ConnectionMap[connection.Client, ConnectionGuard] = ConnectionMap()
+        self.origins: ConnectionMap[connection.Server, OriginGuard] = ConnectionMap()
+        self._client_origins: ConnectionMap[connection.Client, list[OriginGuard]] = ConnectionMap()
+        self._admitted: ConnectionMap[connection.Client, str] = ConnectionMap()
+        self._writers: ConnectionMap[connection.Connection, Any] = ConnectionMap()
         # What the proxy holds for each connection and person (`Backlog`): a person
         # is a client address, or a trusted balancer's or front proxy's connection.
         self._backlogs: dict[Any, Backlog] = {}
-        self._backlog_of: WeakKeyDictionary[connection.Client, Backlog] = WeakKeyDictionary()
+        self._backlog_of: ConnectionMap[connection.Client, Backlog] = ConnectionMap()
         self._reader_missing_noted = False
 
     # --- client connections

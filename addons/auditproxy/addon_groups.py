@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from mitmproxy import http
 
 from auditproxy.addon_identity import IdentityOptions
+from auditproxy.connection_map import ConnectionMap
 from auditproxy.decide.decision import Engine
 from auditproxy.decide.directory import Directory, Membership, Reason, foreign_realm
 from auditproxy.flowstate import KEY, FlowState
@@ -29,7 +29,7 @@ class Groups(Stage):
     """The person's directory groups, and their policy group's overrides."""
 
     def __init__(
-        self, runtime: Runtime, connections: WeakKeyDictionary, services: IdentityOptions
+        self, runtime: Runtime, connections: ConnectionMap, services: IdentityOptions
     ) -> None:
         super().__init__(runtime, connections)
         self.services = services.services

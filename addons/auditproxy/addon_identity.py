@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from mitmproxy import ctx, exceptions, http
 
+from auditproxy.connection_map import ConnectionMap
 from auditproxy.decide import pages
 from auditproxy.decide.auth import (
     NO_CREDENTIAL,
@@ -157,7 +157,7 @@ class Authenticate(Stage):
     """The client behind a trusted balancer, then proxy authentication."""
 
     def __init__(
-        self, runtime: Runtime, connections: WeakKeyDictionary, services: IdentityOptions
+        self, runtime: Runtime, connections: ConnectionMap, services: IdentityOptions
     ) -> None:
         super().__init__(runtime, connections)
         self.services = services.services

@@ -7,11 +7,11 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from mitmproxy import connection, http
 from mitmproxy.net.http.status_codes import RESPONSES
 
+from auditproxy.connection_map import ConnectionMap
 from auditproxy.decide.identity import canonical_address
 from auditproxy.flowstate import KEY, ConnectionState, FlowState
 from auditproxy.runtime import Runtime
@@ -48,6 +48,9 @@ def guarded(stage: str) -> Callable[[Hook], Hook]:
                 return None
             return None if pending is None else _guarded_await(self, stage, pending)
 
+        # For `addon.Pipeline`, which calls the method itself inside the same guard (a
+        # frame less for each stage of each hook).
+        run.guard_stage = stage  # type: ignore[attr-defined]
         return run
 
     return decorate
@@ -63,9 +66,9 @@ async def _guarded_await(owner: Stage, stage: str, pending: Awaitable[None]) -> 
 class Stage:
     """A stage of the pipeline: hook methods named as mitmproxy's, run by `Pipeline`."""
 
-    def __init__(self, runtime: Runtime, connections: WeakKeyDictionary) -> None:
+    def __init__(self, runtime: Runtime, connections: ConnectionMap) -> None:
         self.runtime = runtime
-        self.connections: WeakKeyDictionary[connection.Client, ConnectionState] = connections
+        self.connections: ConnectionMap[connection.Client, ConnectionState] = connections
 
     def client_of(self, client: connection.Client) -> str:
         """The address a client connection is from: for a tunnel opened through a trusted
