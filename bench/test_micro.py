@@ -310,6 +310,18 @@ def test_hooks_per_request(benchmark, driver: w.HookDriver, sizes: dict) -> None
     assert sum(s.value for s in requests if s.name.endswith("_total")) >= len(mix) // 8
 
 
+def test_least_audit_floor(sizes: dict) -> None:
+    """bench/floor.py (the least audit add-on, as the hooks are measured) keeps working:
+    one sealed record a request. Its figures are a reference, timed by `floor.py` alone."""
+    import floor
+
+    requests = max(sizes["rounds"], 50)
+    result = floor.measure(requests, None)
+    warm_up = len(w.request_mix(w.MONITORED_SITES)) * floor.WARM_UP_ROUNDS
+    assert result["records"] == warm_up + requests
+    assert 0 < result["p50_us"] <= result["p99_us"]
+
+
 # ---------------------------------------------------------------------------------------
 # The notice's work on hostile pages (the `worst` section of bench/run.py times them at 1-4 MB)
 

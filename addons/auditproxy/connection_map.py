@@ -19,67 +19,73 @@ _MISSING: Any = object()
 
 
 class ConnectionMap[K, V](MutableMapping[K, V]):
-    """A weak-keyed mapping of connections (anything with a str `id` and weak references)."""
+    """A weak-keyed mapping of connections (anything with a str `id` and weak references).
 
-    __slots__ = ("__weakref__", "_data")
+    Two dicts by id, values and weak references (`weakref.KeyedRef`, which carries the id
+    to the one callback of the map): storing allocates a reference per new key and
+    nothing else, since every object the cyclic collector tracks brings its next pass
+    closer, and a pass is the tail of the hooks' latency (bench/RESULTS.md)."""
+
+    __slots__ = ("__weakref__", "_forget", "_refs", "_values")
 
     def __init__(self) -> None:
-        # id -> (a weak reference to the first key stored under it, the value)
-        self._data: dict[str, tuple[weakref.ref[Any], V]] = {}
+        self._values: dict[str, V] = {}
+        self._refs: dict[str, weakref.KeyedRef] = {}
+        self._forget = _forgetter(self)
 
     def get(self, key: K, default: Any = None) -> Any:  # type: ignore[override]
-        entry = self._data.get(key.id)  # type: ignore[attr-defined]
-        return default if entry is None else entry[1]
+        return self._values.get(key.id, default)  # type: ignore[attr-defined]
 
     def __getitem__(self, key: K) -> V:
-        entry = self._data.get(key.id)  # type: ignore[attr-defined]
-        if entry is None:
-            raise KeyError(key)
-        return entry[1]
+        try:
+            return self._values[key.id]  # type: ignore[attr-defined]
+        except KeyError:
+            raise KeyError(key) from None
 
     def __setitem__(self, key: K, value: V) -> None:
         ident: str = key.id  # type: ignore[attr-defined]
-        entry = self._data.get(ident)
-        # As WeakKeyDictionary: a key equal to one stored keeps the stored one's reference.
-        ref = entry[0] if entry is not None else weakref.ref(key, _remover(self, ident))
-        self._data[ident] = (ref, value)
+        if ident not in self._refs:
+            # As WeakKeyDictionary: a key equal to one stored keeps the stored reference.
+            self._refs[ident] = weakref.KeyedRef(key, self._forget, ident)
+        self._values[ident] = value
 
     def __delitem__(self, key: K) -> None:
-        del self._data[key.id]  # type: ignore[attr-defined]
+        ident: str = key.id  # type: ignore[attr-defined]
+        del self._values[ident]
+        del self._refs[ident]
 
     def pop(self, key: K, default: Any = _MISSING) -> Any:
-        entry = self._data.pop(key.id, None)  # type: ignore[attr-defined]
-        if entry is not None:
-            return entry[1]
+        ident: str = key.id  # type: ignore[attr-defined]
+        if ident in self._refs:
+            del self._refs[ident]
+            return self._values.pop(ident)
         if default is _MISSING:
             raise KeyError(key)
         return default
 
     def __contains__(self, key: object) -> bool:
-        return getattr(key, "id", None) in self._data
+        return getattr(key, "id", None) in self._values
 
     def __iter__(self) -> Iterator[K]:
-        for ref, _ in list(self._data.values()):
+        for ref in list(self._refs.values()):
             key = ref()
             if key is not None:
                 yield key
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._values)
 
 
-def _remover(owner: ConnectionMap[Any, Any], ident: str) -> Callable[[weakref.ref[Any]], None]:
-    """The callback that drops `ident`'s entry when its key is freed (if the entry is still
-    that key's: it may have been deleted and stored again for another object since). It
-    holds the map weakly, as WeakKeyDictionary's does: a map freed first is no matter."""
+def _forgetter(owner: ConnectionMap[Any, Any]) -> Callable[[weakref.KeyedRef], None]:
+    """The map's callback: drops a freed key's entry (if the entry is still that key's: it
+    may have been deleted and stored again for another object since). It holds the map
+    weakly, as WeakKeyDictionary's does: a map freed first is no matter."""
     owner_ref = weakref.ref(owner)
 
-    def remove(ref: weakref.ref[Any]) -> None:
+    def forget(ref: weakref.KeyedRef) -> None:
         mapping = owner_ref()
-        if mapping is None:
-            return
-        entry = mapping._data.get(ident)
-        if entry is not None and entry[0] is ref:
-            del mapping._data[ident]
+        if mapping is not None and mapping._refs.get(ref.key) is ref:
+            del mapping._refs[ref.key]
+            del mapping._values[ref.key]
 
-    return remove
+    return forget
