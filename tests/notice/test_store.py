@@ -311,3 +311,87 @@ def test_a_failed_rebuild_is_retried_later(tmp_path):
     assert state.backend == "sqlite" and not state.claim(DAY, "alice", "s")
     assert not state.claim(DAY, "bob", "s")
     state.close()
+
+
+# ---------------------------------------------------------------------- remembered answers
+# (Two instances sharing a store, which SQLite's file never is: tests/notice/test_store_redis.py.)
+
+
+class CountingSQLite(SQLiteState):
+    """The SQLite store, counting the reads that reach it."""
+
+    reads = 0
+
+    def seen(self, day: date, user: str, scope: str) -> bool:
+        CountingSQLite.reads += 1
+        return super().seen(day, user, scope)
+
+
+def _restarted(tmp_path, clock: Clock, *claims: tuple[str, str]) -> Resilient:
+    """A proxy started on a state file that a previous run of it wrote `claims` to."""
+    path = tmp_path / "state.db"
+    before = SQLiteState(path)
+    for user, scope in claims:
+        assert before.claim(TODAY, user, scope)
+    before.close()
+    CountingSQLite.reads = 0
+    return Resilient(lambda: CountingSQLite(path), Faults(), clock=clock)
+
+
+def test_a_person_seen_is_not_asked_of_the_store_again_for_a_while(tmp_path):
+    from auditproxy.notice.resilient import SEEN_FOR
+
+    clock = Clock()
+    state = _restarted(tmp_path, clock, ("u", "s"))
+    assert state.seen(TODAY, "u", "s") and CountingSQLite.reads == 1
+    for _ in range(5):
+        assert state.seen(TODAY, "u", "s")
+    assert CountingSQLite.reads == 1  # the next pages asked nothing
+    assert state.seen(TODAY, "u", "other scope") is False  # by person and scope
+    assert state.seen(TOMORROW, "u", "s") is False  # and by period
+    reads = CountingSQLite.reads
+    clock.now = SEEN_FOR + 1
+    assert state.seen(TODAY, "u", "s") and CountingSQLite.reads == reads + 1  # asked again
+    state.close()
+
+
+def test_a_claim_made_here_is_remembered_as_seen(tmp_path):
+    state = _restarted(tmp_path, Clock())
+    assert state.claim(TODAY, "u", "s")
+    assert state.seen(TODAY, "u", "s") and CountingSQLite.reads == 0
+    state.close()
+
+
+def test_a_release_counts_at_once(tmp_path):
+    """A page that carried the notice failed: the next page shows it again."""
+    state = _restarted(tmp_path, Clock(), ("u", "s"))
+    assert state.seen(TODAY, "u", "s")
+    state.release(TODAY, "u", "s")
+    assert state.seen(TODAY, "u", "s") is False
+    assert state.claim(TODAY, "u", "s")
+    state.close()
+
+
+def test_a_lost_store_forgets_every_remembered_answer(tmp_path):
+    state = _restarted(tmp_path, Clock(), ("u", "s"))
+    assert state.seen(TODAY, "u", "s")  # remembered from the file
+    state.lose("removed")
+    (tmp_path / "state.db").unlink()
+    store, _ = state.rebuild()  # today's claims made by this run: none
+    state.install(store, 0)
+    assert state.seen(TODAY, "u", "s") is False  # the new store's answer
+    state.close()
+
+
+def test_remembered_answers_are_bounded(tmp_path, monkeypatch):
+    from auditproxy.notice import resilient
+
+    monkeypatch.setattr(resilient, "SEEN_LIMIT", 3)
+    people = [(f"u{n}", "s") for n in range(5)]
+    state = _restarted(tmp_path, Clock(), *people)
+    for user, scope in people:
+        assert state.seen(TODAY, user, scope)
+        assert len(state._known) <= 3
+    assert state.seen(TODAY, "u4", "s") and CountingSQLite.reads == 5
+    assert state.seen(TODAY, "u0", "s") and CountingSQLite.reads == 6  # forgotten, asked
+    state.close()

@@ -509,3 +509,29 @@ def test_redis_restarted_empty_gets_todays_claims_back(redis_server: RedisServer
     assert not other.claim(TODAY, "before", "s") and not other.claim(TODAY, "during", "s")
     other.close()
     state.close()
+
+
+# ------------------------------------------------------------- answers remembered by instances
+
+
+def test_instances_remember_only_that_a_person_was_seen(redis_server: RedisServer) -> None:
+    """Two instances on one Redis. A "not seen" is asked every time (the other instance's
+    claim counts at once); a "seen" is remembered `SEEN_FOR` seconds, so the other
+    instance's release (its page with the notice failed) counts here once that is over."""
+    from auditproxy.notice.resilient import SEEN_FOR
+
+    clock = Clock()
+    here, there = (
+        Resilient(lambda: store_for(redis_server), Faults(), clock=clock) for _ in range(2)
+    )
+    assert here.seen(TODAY, "u", "s") is False
+    assert there.claim(TODAY, "u", "s")
+    assert here.seen(TODAY, "u", "s") is True  # not remembered as unseen
+    there.release(TODAY, "u", "s")
+    assert there.seen(TODAY, "u", "s") is False  # at once where it was released
+    assert here.seen(TODAY, "u", "s") is True  # remembered here
+    clock.now = SEEN_FOR + 0.1
+    assert here.seen(TODAY, "u", "s") is False
+    assert here.claim(TODAY, "u", "s")  # the next page here shows it
+    here.close()
+    there.close()

@@ -24,6 +24,16 @@ from auditproxy.policy.model import NoticeInterval
 
 logger = logging.getLogger(__name__)
 
+# How long a store's "seen" is taken as known without asking the store again. A claim
+# stays until its period ends unless a page that carried the notice fails (`release`):
+# this instance forgets its own at once; another instance's, sharing the store, is seen
+# here within this time (until then this instance does not show that person the notice
+# again: a page later, at most this much later). Without it, every page of a monitored
+# site asked the store on the event loop: 12-20 us from SQLite, a network round trip
+# from Redis (issue #16).
+SEEN_FOR = 60.0
+SEEN_LIMIT = 100_000  # remembered answers; all forgotten at once beyond it
+
 
 class Resilient:
     """A store that may fail, with memory behind it.
@@ -41,6 +51,11 @@ class Resilient:
     A store that *loses* its data (file removed, replaced, overwritten; Redis restarted
     empty) raises nothing: upkeep asks `probe()` (off the loop), `lose()` moves to memory,
     `rebuild()` (off the loop) writes today's claims (`TodayClaims`) into a new store.
+
+    The store's positive answers (seen, or claimed here) are remembered for `SEEN_FOR`
+    seconds: the person's next pages ask nothing. Negative answers are never remembered
+    (the first page that asks claims). Forgotten on `release`, and all of them when the
+    store is lost or replaced.
     """
 
     def __init__(
@@ -63,6 +78,7 @@ class Resilient:
         self._on_lost = on_lost
         self._memory = MemoryState()
         self._today = TodayClaims()
+        self._known: dict[tuple[date, str, str], float] = {}  # seen -> until (clock)
         self._store: NoticeState | None = None
         self._failed_at: float | None = None
         self._opened_once = False
@@ -145,6 +161,7 @@ class Resilient:
     def lose(self, cause: str) -> None:
         """The store lost its data: memory answers until `rebuild` re-creates it."""
         self.lost, self.losses = cause, self.losses + 1
+        self._known.clear()
         if self._store is not None:
             with contextlib.suppress(Exception):
                 self._store.close()
@@ -188,6 +205,7 @@ class Resilient:
         """Put a rebuilt store in force, with the claims made in memory meanwhile."""
         cause, self.lost = self.lost, None
         self._store, self._failed_at = store, None
+        self._known.clear()
         claims = self._memory.claims()
         try:
             store.adopt(claims)
@@ -213,16 +231,31 @@ class Resilient:
             return True
         if store is None:
             return False
+        key = (day, user, scope)
+        until = self._known.get(key)
+        if until is not None and self._clock() < until:
+            return True
         try:
-            return store.seen(day, user, scope)
+            seen = store.seen(day, user, scope)
         except Exception as e:
             self._fail("read", e)
             return False
+        if seen:
+            self._remember(key)
+        return seen
+
+    def _remember(self, key: tuple[date, str, str]) -> None:
+        known = self._known
+        if len(known) >= SEEN_LIMIT:
+            known.clear()
+        known[key] = self._clock() + SEEN_FOR
 
     def claim(self, day: date, user: str, scope: str) -> bool:
         claimed = self._claim(day, user, scope)
         if claimed:
             self._today.add(day, user, scope)
+            if self._store is not None:
+                self._remember((day, user, scope))
         return claimed
 
     def _claim(self, day: date, user: str, scope: str) -> bool:
@@ -237,6 +270,7 @@ class Resilient:
         return self._memory.claim(day, user, scope)
 
     def release(self, day: date, user: str, scope: str) -> None:
+        self._known.pop((day, user, scope), None)
         self._today.discard(day, user, scope)
         self._memory.release(day, user, scope)
         store = self._usable()
