@@ -433,12 +433,14 @@ def percentiles(samples_ns: list[int]) -> dict:
     return {"p50_us": pick(0.50), "p99_us": pick(0.99), "mean_us": sum(s) / len(s) / 1000}
 
 
-def hooks_in_process(tmp: Path, n: int) -> dict:
+def hooks_in_process(tmp: Path, n: int, connections: int | None = None) -> dict:
+    """The add-on's time per request in-process, mixes (b) and (c); `connections`: see
+    `HookDriver` (None, the figure of record: a new client connection per request)."""
     result = {}
     for key, sites in (("b", w.MONITORED_SITES), ("c", w.UNCLASSIFIED_SITES)):
-        work = tmp / f"hooks-{key}"
+        work = tmp / f"hooks-{key}-{connections or 'new'}"
         work.mkdir()
-        with w.HookDriver(work) as driver:
+        with w.HookDriver(work, connections=connections) as driver:
             for request in w.document_requests(sites):
                 driver.exchange(request)  # the day's notice goes out, then it is seen
             mix = w.request_mix(sites)
@@ -447,6 +449,14 @@ def hooks_in_process(tmp: Path, n: int) -> dict:
             samples = [driver.exchange(mix[i % len(mix)]) for i in range(n)]
         result[key] = percentiles(samples)
     return result
+
+
+def hooks_reference(tmp: Path, n: int) -> dict:
+    """Next to the figures of record: the same requests over 10 kept connections (as
+    `wrk -c10` and browsers send them), and the least audit add-on (`bench/floor.py`)."""
+    import floor
+
+    return {"kept": hooks_in_process(tmp, n, connections=10), "floor": floor.measure(n, None)}
 
 
 def timed_calls(fn: Callable[[], object], n: int) -> list[int]:
@@ -922,6 +932,15 @@ def print_report(r: dict) -> None:
         for key, h in hooks.items():
             print(f"({key}) p50 {h['p50_us']:.1f} us, p99 {h['p99_us']:.1f} us, ", end="")
             print(f"mean {h['mean_us']:.1f} us")
+    if reference := r.get("hooks_reference"):
+        print("   for reference (no target):")
+        for key, h in reference["kept"].items():
+            print(f"   ({key}) over 10 kept connections: p50 {h['p50_us']:.1f} us, ", end="")
+            print(f"p99 {h['p99_us']:.1f} us, mean {h['mean_us']:.1f} us")
+        f = reference["floor"]
+        print("   the least audit add-on (bench/floor.py, mix b): ", end="")
+        print(f"p50 {f['p50_us']:.1f} us, ", end="")
+        print(f"p99 {f['p99_us']:.1f} us, mean {f['mean_us']:.1f} us")
     if worst := r.get("worst"):
         print("\n-- worst-case bytes per second: the notice's scan (inject on a decoded page)")
         print(
@@ -977,6 +996,7 @@ def main(argv: list[str] | None = None) -> int:
             ("load", lambda: load_test(tmp, args)),
             ("https", lambda: https_section(tmp, args, Proxy, LOAD_CPU)),
             ("hooks", lambda: hooks_in_process(tmp, 20_000)),
+            ("hooks_reference", lambda: hooks_reference(tmp, 20_000)),
             ("classify", lambda: classify_section(tmp, 100_000)),
             ("inject", inject_section),
             ("worst", worst_section),
@@ -984,8 +1004,9 @@ def main(argv: list[str] | None = None) -> int:
             ("stream", lambda: stream_section(tmp, 15)),
             ("micro", lambda: micro_section(tmp)),
         ]
+        part_of = {"hooks_reference": "hooks"}  # printed with the section it belongs to
         for name, step in steps:
-            if name in only:
+            if part_of.get(name, name) in only:
                 print(f"-- {name} ...", flush=True)
                 t0 = time.monotonic()
                 results[name] = step()
