@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from types import SimpleNamespace
 
@@ -14,10 +15,13 @@ from mitmproxy.proxy.context import Context
 from mitmproxy.test import taddons, tflow, tutils
 from mitmproxy.tls import ClientHelloData
 
-from auditproxy.addon import AuditProxy
+from auditproxy.addon import AuditProxy, Pipeline
+from auditproxy.connection_map import ConnectionMap
 from auditproxy.decide.decision import Engine
 from auditproxy.flowstate import KEY
 from auditproxy.policy.model import Action
+from auditproxy.runtime import Runtime
+from auditproxy.stages import Pending, Stage, guarded
 from support.harness import harness_for, sample
 from support.paths import POLICIES
 
@@ -389,3 +393,94 @@ def test_response_head_size_is_what_mitmproxy_writes_in_http1():
     assert head_size(tutils.treq(http_version=b"HTTP/2.0"), h2) == len(
         assemble_response_head(as_http1)
     )
+
+
+# --- the pipeline ------------------------------------------------------------------------
+
+
+class _Stage(Stage):
+    """A stage that notes its calls in a journal and fails or waits when told to."""
+
+    def __init__(self, runtime: Runtime, name: str, journal: list[str], fail: str = "") -> None:
+        super().__init__(runtime, ConnectionMap())
+        self.name, self.journal, self.fail = name, journal, fail
+
+    @guarded("classify")
+    def requestheaders(self, flow: object) -> Pending:
+        self.journal.append(self.name)
+        if self.fail == "now":
+            raise RuntimeError("bug")
+        if self.fail in ("later", "wait"):
+            return self._later()
+        return None
+
+    async def _later(self) -> None:
+        await asyncio.sleep(0)
+        self.journal.append(f"{self.name} done")
+        if self.fail == "later":
+            raise RuntimeError("bug, off the loop")
+
+
+def _errors(runtime: Runtime) -> float:
+    return runtime.metrics.registry.get_sample_value(
+        "auditproxy_errors_total", {"stage": "classify"}
+    )
+
+
+def _hook_count(runtime: Runtime) -> float:
+    return (
+        runtime.metrics.registry.get_sample_value(
+            "auditproxy_hook_duration_seconds_count", {"hook": "requestheaders"}
+        )
+        or 0.0
+    )
+
+
+def test_the_pipeline_guards_each_stage_as_its_decorator_does() -> None:
+    """A stage's fault is counted once under its stage name, and the next stage runs: the
+    same as calling the `guarded` methods one after the other; the hook is timed once."""
+    runtime, journal = Runtime(), []
+    stages = [
+        _Stage(runtime, n, journal, fail) for n, fail in (("a", "now"), ("b", ""), ("c", "now"))
+    ]
+    pipeline = Pipeline(runtime, stages)
+    assert pipeline.requestheaders(object()) is None
+    assert journal == ["a", "b", "c"]
+    assert _errors(runtime) == 2 and _hook_count(runtime) == 1
+    stages[1].requestheaders(object())  # called directly: the decorator's guard
+    stages[0].requestheaders(object())
+    assert _errors(runtime) == 3
+
+
+async def test_work_off_the_loop_is_guarded_and_the_later_stages_follow_it() -> None:
+    runtime, journal = Runtime(), []
+    stages = [
+        _Stage(runtime, n, journal, fail) for n, fail in (("a", "later"), ("b", "wait"), ("c", ""))
+    ]
+    pending = Pipeline(runtime, stages).requestheaders(object())
+    assert pending is not None and journal == ["a"]  # the rest waits for a's work
+    await pending
+    assert journal == ["a", "a done", "b", "b done", "c"]
+    assert _errors(runtime) == 1 and _hook_count(runtime) == 1
+
+
+def test_a_decorator_over_guarded_is_not_unwrapped() -> None:
+    calls: list[str] = []
+
+    def traced(method):
+        @functools.wraps(method)
+        def run(self, flow):
+            calls.append("traced")
+            return method(self, flow)
+
+        return run
+
+    class Traced(_Stage):
+        @traced
+        @guarded("classify")
+        def requestheaders(self, flow: object) -> Pending:
+            return super().requestheaders.__wrapped__(self, flow)
+
+    runtime, journal = Runtime(), []
+    Pipeline(runtime, [Traced(runtime, "t", journal, "now")]).requestheaders(object())
+    assert calls == ["traced"] and journal == ["t"] and _errors(runtime) == 1

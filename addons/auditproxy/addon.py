@@ -568,14 +568,14 @@ Step = tuple[Callable[[Any], Pending], str | None]  # the method, its guard's st
 
 
 def _step(handler: Callable[[Any], Pending]) -> Step:
-    """A `guarded` hook as the method inside the guard and the guard's stage name; any
-    other handler as it is (None: no guard, its faults are its own)."""
-    stage = getattr(handler, "guard_stage", None)
-    inner = getattr(handler, "__wrapped__", None)
+    """A method `guarded` decorated (directly) as the method inside the guard and the
+    guard's stage name; any other handler as it is (None: its faults are its own)."""
+    guarded = getattr(handler, "guarded", None)
     owner = getattr(handler, "__self__", None)
-    if stage is None or inner is None or owner is None:
+    if guarded is None or owner is None or getattr(handler, "__func__", None) is not guarded[2]:
         return handler, None
-    return types.MethodType(inner, owner), stage
+    stage, method, _run = guarded
+    return types.MethodType(method, owner), stage
 
 
 def _run_step(step: Step, arg: Any, runtime: Runtime) -> Pending:

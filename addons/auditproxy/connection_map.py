@@ -52,13 +52,16 @@ class ConnectionMap[K, V](MutableMapping[K, V]):
     def __delitem__(self, key: K) -> None:
         ident: str = key.id  # type: ignore[attr-defined]
         del self._values[ident]
-        del self._refs[ident]
+        self._refs.pop(ident, None)
 
     def pop(self, key: K, default: Any = _MISSING) -> Any:
+        # Each step one dict operation: the callback may run in another thread meanwhile
+        # (the collector runs where it is triggered), as WeakKeyDictionary allows for.
         ident: str = key.id  # type: ignore[attr-defined]
-        if ident in self._refs:
-            del self._refs[ident]
-            return self._values.pop(ident)
+        self._refs.pop(ident, None)
+        value = self._values.pop(ident, _MISSING)
+        if value is not _MISSING:
+            return value
         if default is _MISSING:
             raise KeyError(key)
         return default
@@ -85,7 +88,7 @@ def _forgetter(owner: ConnectionMap[Any, Any]) -> Callable[[weakref.KeyedRef], N
     def forget(ref: weakref.KeyedRef) -> None:
         mapping = owner_ref()
         if mapping is not None and mapping._refs.get(ref.key) is ref:
-            del mapping._refs[ref.key]
-            del mapping._values[ref.key]
+            mapping._refs.pop(ref.key, None)
+            mapping._values.pop(ref.key, None)
 
     return forget

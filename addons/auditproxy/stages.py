@@ -49,8 +49,9 @@ def guarded(stage: str) -> Callable[[Hook], Hook]:
             return None if pending is None else _guarded_await(self, stage, pending)
 
         # For `addon.Pipeline`, which calls the method itself inside the same guard (a
-        # frame less for each stage of each hook).
-        run.guard_stage = stage  # type: ignore[attr-defined]
+        # frame less for each stage of each hook). `run` itself is named too: another
+        # decorator over this one (`functools.wraps` copies these) is not unwrapped.
+        run.guarded = (stage, method, run)  # type: ignore[attr-defined]
         return run
 
     return decorate

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import date, timedelta
 
 import pytest
@@ -339,7 +340,7 @@ def _restarted(tmp_path, clock: Clock, *claims: tuple[str, str]) -> Resilient:
 
 
 def test_a_person_seen_is_not_asked_of_the_store_again_for_a_while(tmp_path):
-    from auditproxy.notice.resilient import SEEN_FOR
+    from auditproxy.notice.seen_memo import SEEN_FOR
 
     clock = Clock()
     state = _restarted(tmp_path, clock, ("u", "s"))
@@ -383,15 +384,78 @@ def test_a_lost_store_forgets_every_remembered_answer(tmp_path):
     state.close()
 
 
-def test_remembered_answers_are_bounded(tmp_path, monkeypatch):
-    from auditproxy.notice import resilient
+class ReleasedDuringRead(SQLiteState):
+    """The store's answer goes out, and the event loop releases the claim before the
+    reading thread is back (a worker thread's read, the loop's release)."""
 
-    monkeypatch.setattr(resilient, "SEEN_LIMIT", 3)
-    people = [(f"u{n}", "s") for n in range(5)]
-    state = _restarted(tmp_path, Clock(), *people)
-    for user, scope in people:
-        assert state.seen(TODAY, user, scope)
-        assert len(state._known) <= 3
-    assert state.seen(TODAY, "u4", "s") and CountingSQLite.reads == 5
-    assert state.seen(TODAY, "u0", "s") and CountingSQLite.reads == 6  # forgotten, asked
+    during_read: Callable[[], None] | None = None
+
+    def seen(self, day: date, user: str, scope: str) -> bool:
+        answer = super().seen(day, user, scope)
+        if ReleasedDuringRead.during_read is not None:
+            ReleasedDuringRead.during_read()
+        return answer
+
+
+def test_an_answer_read_while_it_was_released_is_not_remembered(tmp_path):
+    path = tmp_path / "state.db"
+    before = SQLiteState(path)  # claimed by the previous run: not remembered yet
+    assert before.claim(TODAY, "u", "s")
+    before.close()
+    state = Resilient(lambda: ReleasedDuringRead(path), Faults(), clock=Clock())
+    ReleasedDuringRead.during_read = lambda: state.release(TODAY, "u", "s")
+    try:
+        assert state.seen(TODAY, "u", "s") is True  # what the store said when asked
+    finally:
+        ReleasedDuringRead.during_read = None
+    assert state.seen(TODAY, "u", "s") is False  # not remembered: the store is asked
     state.close()
+
+
+class Breakable(SQLiteState):
+    broken = False
+
+    def _check(self) -> None:
+        if Breakable.broken:
+            raise sqlite3.OperationalError("disk I/O error")
+
+    def seen(self, day: date, user: str, scope: str) -> bool:
+        self._check()
+        return super().seen(day, user, scope)
+
+    def claim(self, day: date, user: str, scope: str) -> bool:
+        self._check()
+        return super().claim(day, user, scope)
+
+    def release(self, day: date, user: str, scope: str) -> None:
+        self._check()
+        super().release(day, user, scope)
+
+
+def test_a_release_while_the_store_is_down_reaches_it_when_it_is_back(tmp_path):
+    """The page that carried the notice failed while the store was down: once the store
+    is back, the person's next page shows the notice (the store's claim was given back),
+    and claims made in memory meanwhile are kept."""
+    path, clock = tmp_path / "state.db", Clock()
+    faults = Faults()
+    state = Resilient(lambda: Breakable(path), faults, retry_after=5, clock=clock)
+    try:
+        assert state.claim(TODAY, "u", "s")  # in the store
+        assert state.claim(TODAY, "v", "s")
+        Breakable.broken = True
+        state.release(TODAY, "u", "s")  # the page failed; the store is down
+        assert faults == [("release", "OperationalError")] and state.degraded
+        assert state.claim(TODAY, "w", "s")  # in memory meanwhile
+        state.release(TODAY, "v", "s")
+        assert state.claim(TODAY, "v", "s")  # released, then claimed again, in memory
+        Breakable.broken = False
+        clock.now = 6
+        assert state.seen(TODAY, "u", "s") is False and not state.degraded
+        assert state.seen(TODAY, "v", "s") and state.seen(TODAY, "w", "s")
+    finally:
+        Breakable.broken = False
+    state.close()
+    store = SQLiteState(path)  # what the store itself holds now
+    assert not store.seen(TODAY, "u", "s") and store.seen(TODAY, "v", "s")
+    assert store.seen(TODAY, "w", "s")
+    store.close()

@@ -518,7 +518,7 @@ def test_instances_remember_only_that_a_person_was_seen(redis_server: RedisServe
     """Two instances on one Redis. A "not seen" is asked every time (the other instance's
     claim counts at once); a "seen" is remembered `SEEN_FOR` seconds, so the other
     instance's release (its page with the notice failed) counts here once that is over."""
-    from auditproxy.notice.resilient import SEEN_FOR
+    from auditproxy.notice.seen_memo import SEEN_FOR
 
     clock = Clock()
     here, there = (

@@ -1,3 +1,4 @@
+# Over 300 lines: one class whose fault, loss, rebuild and hand-back paths share its state.
 """A notice state store that may fail, with memory behind it: faults never hold a page up.
 
 The proxy calls the store from its one event loop; a store that fails (a locked, corrupt
@@ -18,21 +19,14 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from auditproxy.notice import store_redis
+from auditproxy.notice.seen_memo import SeenMemo
 from auditproxy.notice.store import MemoryState, NoticeState, SQLiteState, TodayClaims
 from auditproxy.policy.days import period_end
 from auditproxy.policy.model import NoticeInterval
 
 logger = logging.getLogger(__name__)
 
-# How long a store's "seen" is taken as known without asking the store again. A claim
-# stays until its period ends unless a page that carried the notice fails (`release`):
-# this instance forgets its own at once; another instance's, sharing the store, is seen
-# here within this time (until then this instance does not show that person the notice
-# again: a page later, at most this much later). Without it, every page of a monitored
-# site asked the store on the event loop: 12-20 us from SQLite, a network round trip
-# from Redis (issue #16).
-SEEN_FOR = 60.0
-SEEN_LIMIT = 100_000  # remembered answers; all forgotten at once beyond it
+UNRELEASED_LIMIT = 65_536  # releases kept for a store that is down
 
 
 class Resilient:
@@ -52,10 +46,10 @@ class Resilient:
     empty) raises nothing: upkeep asks `probe()` (off the loop), `lose()` moves to memory,
     `rebuild()` (off the loop) writes today's claims (`TodayClaims`) into a new store.
 
-    The store's positive answers (seen, or claimed here) are remembered for `SEEN_FOR`
-    seconds: the person's next pages ask nothing. Negative answers are never remembered
-    (the first page that asks claims). Forgotten on `release`, and all of them when the
-    store is lost or replaced.
+    The store's positive answers (seen, or claimed here) are remembered for a minute
+    (`notice.seen_memo`): the person's next pages ask nothing. Forgotten on `release`,
+    and all of them when the store is lost or replaced. Releases the store could not take
+    (it was down) are handed to it when it is back.
     """
 
     def __init__(
@@ -78,7 +72,9 @@ class Resilient:
         self._on_lost = on_lost
         self._memory = MemoryState()
         self._today = TodayClaims()
-        self._known: dict[tuple[date, str, str], float] = {}  # seen -> until (clock)
+        self._known = SeenMemo(clock)
+        # Releases that could not reach the store (it was down): sent when it is back.
+        self._unreleased: set[tuple[date, str, str]] = set()
         self._store: NoticeState | None = None
         self._failed_at: float | None = None
         self._opened_once = False
@@ -113,6 +109,15 @@ class Resilient:
             self._hand_back(store)
 
     def _hand_back(self, store: NoticeState) -> None:
+        # First the releases made while it was down (their claims are the store's from
+        # before the fault), then the claims made meanwhile (one may follow a release).
+        for day, user, scope in sorted(self._unreleased):
+            try:
+                store.release(day, user, scope)
+            except Exception as e:
+                self._fail("hand back", e)
+                return
+        self._unreleased.clear()
         claims = self._memory.claims()
         if not claims:
             logger.warning("notice state is back on its store (%s) after a fault", self.name)
@@ -162,6 +167,7 @@ class Resilient:
         """The store lost its data: memory answers until `rebuild` re-creates it."""
         self.lost, self.losses = cause, self.losses + 1
         self._known.clear()
+        self._unreleased.clear()  # the rebuilt store starts from today's claims
         if self._store is not None:
             with contextlib.suppress(Exception):
                 self._store.close()
@@ -222,8 +228,10 @@ class Resilient:
         )
 
     def poll(self) -> None:
-        """Try the store again if a retry is due: recovery while no page comes in."""
+        """Try the store again if a retry is due: recovery while no page comes in; and
+        forget remembered answers that are over (upkeep calls it every tick)."""
         self._usable()
+        self._known.sweep()
 
     def seen(self, day: date, user: str, scope: str) -> bool:
         store = self._usable()  # first, so that even known people trigger a due retry
@@ -232,30 +240,25 @@ class Resilient:
         if store is None:
             return False
         key = (day, user, scope)
-        until = self._known.get(key)
-        if until is not None and self._clock() < until:
+        if self._known.seen(key):
             return True
+        generation = self._known.generation()
         try:
             seen = store.seen(day, user, scope)
         except Exception as e:
             self._fail("read", e)
             return False
         if seen:
-            self._remember(key)
+            self._known.remember(key, generation)
         return seen
 
-    def _remember(self, key: tuple[date, str, str]) -> None:
-        known = self._known
-        if len(known) >= SEEN_LIMIT:
-            known.clear()
-        known[key] = self._clock() + SEEN_FOR
-
     def claim(self, day: date, user: str, scope: str) -> bool:
+        generation = self._known.generation()
         claimed = self._claim(day, user, scope)
         if claimed:
             self._today.add(day, user, scope)
             if self._store is not None:
-                self._remember((day, user, scope))
+                self._known.remember((day, user, scope), generation)
         return claimed
 
     def _claim(self, day: date, user: str, scope: str) -> bool:
@@ -270,15 +273,19 @@ class Resilient:
         return self._memory.claim(day, user, scope)
 
     def release(self, day: date, user: str, scope: str) -> None:
-        self._known.pop((day, user, scope), None)
+        key = (day, user, scope)
+        self._known.forget(key)
         self._today.discard(day, user, scope)
         self._memory.release(day, user, scope)
         store = self._usable()
         if store is not None:
             try:
                 store.release(day, user, scope)
+                return
             except Exception as e:
                 self._fail("release", e)
+        if self.lost is None and len(self._unreleased) < UNRELEASED_LIMIT:
+            self._unreleased.add(key)  # (after a loss, the new store starts from `_today`)
 
     def prune(self, before: date) -> int:
         removed = self._memory.prune(before)
