@@ -36,7 +36,9 @@ def stages(requests: int, mix_key: str) -> None:
     times: dict[str, list[int]] = defaultdict(list)
     chain = addon._chain
 
-    def timed_chain(steps: tuple[Any, ...], runtime: Any, timer: Any) -> Callable[[Any], Any]:
+    def timed_chain(
+        handlers: list[Callable[[Any], Any]], runtime: Any, timer: Any
+    ) -> Callable[[Any], Any]:
         def timed(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
             name = f"{type(handler.__self__).__name__}.{handler.__name__}"  # type: ignore[attr-defined]
 
@@ -48,7 +50,7 @@ def stages(requests: int, mix_key: str) -> None:
 
             return run
 
-        return chain(tuple((timed(h), stage) for h, stage in steps), runtime, timer)
+        return chain([timed(h) for h in handlers], runtime, timer)
 
     addon._chain = timed_chain  # type: ignore[assignment]
     sites = w.MONITORED_SITES if mix_key == "b" else w.UNCLASSIFIED_SITES

@@ -56,6 +56,7 @@ from auditproxy.stages import (
     Stage,
     exchange_of,
     guarded,
+    guarded_await,
     request_view,
     server_address,
     state_of,
@@ -543,9 +544,10 @@ class Pipeline:
     mitmproxy awaits, and the later stages run when it is done; the common, synchronous
     path costs one `is not None` per stage.
 
-    Each stage's hook is `guarded` (fail open); the pipeline calls the method inside
-    that same guard itself (`Step`): the fault is counted and logged, the flow goes on to
-    the next stage, as the decorator would do, a call less per stage.
+    Each stage's hook is `guarded` (fail open); on that synchronous path the pipeline
+    calls the method inside that same guard itself (`Step`): the fault is counted and
+    logged, the flow goes on to the next stage, as the decorator would do, a call less
+    per stage. The stages after a wait are called as they are, guard and all.
     """
 
     name = "auditproxy.pipeline"
@@ -559,9 +561,8 @@ class Pipeline:
             if any(inspect.iscoroutinefunction(handler) for handler in handlers):
                 setattr(self, hook, _async_chain(handlers))
             else:
-                steps = tuple(_step(handler) for handler in handlers)
                 timer = runtime.metrics.hook_duration.labels(hook)
-                setattr(self, hook, _chain(steps, runtime, timer))
+                setattr(self, hook, _chain(handlers, runtime, timer))
 
 
 Step = tuple[Callable[[Any], Pending], str | None]  # the method, its guard's stage name
@@ -570,28 +571,19 @@ Step = tuple[Callable[[Any], Pending], str | None]  # the method, its guard's st
 def _step(handler: Callable[[Any], Pending]) -> Step:
     """A method `guarded` decorated (directly) as the method inside the guard and the
     guard's stage name; any other handler as it is (None: its faults are its own)."""
-    guarded = getattr(handler, "guarded", None)
+    marked = getattr(handler, "guarded", None)  # `stages.guarded`'s (stage, method, run)
     owner = getattr(handler, "__self__", None)
-    if guarded is None or owner is None or getattr(handler, "__func__", None) is not guarded[2]:
+    if marked is None or owner is None or getattr(handler, "__func__", None) is not marked[2]:
         return handler, None
-    stage, method, _run = guarded
+    stage, method, _run = marked
     return types.MethodType(method, owner), stage
 
 
-def _run_step(step: Step, arg: Any, runtime: Runtime) -> Pending:
-    """One step, guarded as `stages.guarded` guards it (also while its work is awaited)."""
-    handler, stage = step
-    if stage is None:
-        return handler(arg)
-    try:
-        pending = handler(arg)
-    except Exception:
-        runtime.recorder.fault(stage)
-        return None
-    return None if pending is None else _guarded_await(runtime, stage, pending)
+def _chain(
+    handlers: list[Callable[[Any], Pending]], runtime: Runtime, timer: Any
+) -> Callable[[Any], Pending]:
+    steps = tuple(_step(handler) for handler in handlers)
 
-
-def _chain(steps: tuple[Step, ...], runtime: Runtime, timer: Any) -> Callable[[Any], Pending]:
     def run(arg: Any) -> Pending:
         start = time.perf_counter()
         for step in steps:
@@ -605,20 +597,13 @@ def _chain(steps: tuple[Step, ...], runtime: Runtime, timer: Any) -> Callable[[A
                 continue
             if pending is not None:  # rare: a stage's work goes on off the event loop
                 if stage is not None:
-                    pending = _guarded_await(runtime, stage, pending)
-                rest = steps[steps.index(step) + 1 :]
-                return _resume(pending, rest, arg, runtime, timer, time.perf_counter() - start)
+                    pending = guarded_await(runtime, stage, pending)
+                rest = handlers[steps.index(step) + 1 :]
+                return _resume(pending, rest, arg, timer, time.perf_counter() - start)
         timer.observe(time.perf_counter() - start)
         return None
 
     return run
-
-
-async def _guarded_await(runtime: Runtime, stage: str, pending: Awaitable[None]) -> None:
-    try:
-        await pending
-    except Exception:
-        runtime.recorder.fault(stage)
 
 
 def _async_chain(handlers: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
@@ -636,9 +621,8 @@ def _async_chain(handlers: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 
 async def _resume(
     pending: Awaitable[None],
-    rest: tuple[Step, ...],
+    rest: list[Callable[[Any], Pending]],
     arg: Any,
-    runtime: Runtime,
     timer: Any,
     spent: float,
 ) -> None:
@@ -646,8 +630,8 @@ async def _resume(
     order once it is done. The hook's duration counts its time on the loop only."""
     await pending
     start = time.perf_counter()
-    for step in rest:
-        more = _run_step(step, arg, runtime)
+    for handler in rest:
+        more = handler(arg)
         if more is not None:
             await more
     timer.observe(spent + time.perf_counter() - start)

@@ -46,7 +46,7 @@ def guarded(stage: str) -> Callable[[Hook], Hook]:
             except Exception:
                 self.runtime.recorder.fault(stage)
                 return None
-            return None if pending is None else _guarded_await(self, stage, pending)
+            return None if pending is None else guarded_await(self.runtime, stage, pending)
 
         # For `addon.Pipeline`, which calls the method itself inside the same guard (a
         # frame less for each stage of each hook). `run` itself is named too: another
@@ -57,11 +57,12 @@ def guarded(stage: str) -> Callable[[Hook], Hook]:
     return decorate
 
 
-async def _guarded_await(owner: Stage, stage: str, pending: Awaitable[None]) -> None:
+async def guarded_await(runtime: Runtime, stage: str, pending: Awaitable[None]) -> None:
+    """A stage's work off the event loop, under its stage's guard while it is awaited."""
     try:
         await pending
     except Exception:
-        owner.runtime.recorder.fault(stage)
+        runtime.recorder.fault(stage)
 
 
 class Stage:

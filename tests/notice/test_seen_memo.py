@@ -9,19 +9,13 @@ import pytest
 
 from auditproxy.notice import seen_memo
 from auditproxy.notice.seen_memo import SEEN_FOR, SeenMemo
+from support.clock import ManualClock
 
 DAY = date(2026, 11, 22)
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_an_answer_is_remembered_for_seen_for_only() -> None:
-    clock = Clock()
+    clock = ManualClock()
     memo = SeenMemo(clock)
     memo.remember((DAY, "u", "s"), memo.generation())
     assert memo.seen((DAY, "u", "s"))
@@ -33,7 +27,7 @@ def test_an_answer_is_remembered_for_seen_for_only() -> None:
 
 
 def test_an_answer_read_before_anything_was_forgotten_is_not_kept() -> None:
-    memo = SeenMemo(Clock())
+    memo = SeenMemo(ManualClock())
     before = memo.generation()
     memo.forget((DAY, "someone else", "s"))  # any give-back while the store was read
     memo.remember((DAY, "u", "s"), before)
@@ -45,7 +39,7 @@ def test_an_answer_read_before_anything_was_forgotten_is_not_kept() -> None:
 
 
 def test_forget_and_clear() -> None:
-    memo = SeenMemo(Clock())
+    memo = SeenMemo(ManualClock())
     for user in ("u", "v"):
         memo.remember((DAY, user, "s"), memo.generation())
     memo.forget((DAY, "u", "s"))
@@ -55,7 +49,7 @@ def test_forget_and_clear() -> None:
 
 
 def test_upkeep_sweeps_what_is_over() -> None:
-    clock = Clock()
+    clock = ManualClock()
     memo = SeenMemo(clock)
     for n in range(3):
         memo.remember((DAY, f"u{n}", "s"), memo.generation())
@@ -74,7 +68,7 @@ def test_upkeep_sweeps_what_is_over() -> None:
 
 def test_the_bound_forgets_the_expired_first_then_all(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(seen_memo, "SEEN_LIMIT", 3)
-    clock = Clock()
+    clock = ManualClock()
     memo = SeenMemo(clock)
     memo.remember((DAY, "old", "s"), memo.generation())
     clock.now = SEEN_FOR / 2

@@ -10,6 +10,7 @@ import pytest
 
 from auditproxy.notice.resilient import Resilient
 from auditproxy.notice.store import MemoryState, SQLiteState
+from support.clock import ManualClock
 
 TODAY = date(2026, 11, 22)
 TOMORROW = date(2026, 11, 23)
@@ -91,17 +92,10 @@ class Faults(list):
         self.append((what, type(error).__name__))
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_corrupt_store_falls_back_to_memory_and_recovers(tmp_path):
     path = tmp_path / "state.db"
     path.write_bytes(b"garbage" * 1000)
-    faults, clock = Faults(), Clock()
+    faults, clock = Faults(), ManualClock()
     state = Resilient(lambda: SQLiteState(path), faults, retry_after=5, clock=clock)
     assert state.degraded and faults == [("open", "DatabaseError")]
     assert state.claim(TODAY, "u", "s") is True  # from memory
@@ -167,7 +161,7 @@ def test_claims_made_during_a_fault_are_handed_back_to_the_store(tmp_path):
     """After a restart on the same file, nobody sees the notice twice because of the fault."""
     path = tmp_path / "state.db"
     SQLiteState(path).close()
-    faults, clock = Faults(), Clock()
+    faults, clock = Faults(), ManualClock()
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     state = Resilient(lambda: SQLiteState(path), faults, retry_after=5, clock=clock)
@@ -188,7 +182,7 @@ def test_claims_made_during_a_fault_are_handed_back_to_the_store(tmp_path):
 def test_a_due_retry_happens_even_for_people_memory_knows(tmp_path):
     path = tmp_path / "file"
     path.write_text("not a folder")
-    faults, clock = Faults(), Clock()
+    faults, clock = Faults(), ManualClock()
     state = Resilient(
         lambda: SQLiteState(tmp_path / "ok.db" if clock.now else path / "x"), faults, clock=clock
     )
@@ -296,7 +290,7 @@ def test_a_failed_rebuild_is_retried_later(tmp_path):
             raise sqlite3.OperationalError("disk I/O error")
         return SQLiteState(path)
 
-    faults, clock = Faults(), Clock()
+    faults, clock = Faults(), ManualClock()
     state = Resilient(opener, faults, retry_after=5, clock=clock)
     state.claim(DAY, "alice", "s")
     state.lose("removed")
@@ -328,7 +322,7 @@ class CountingSQLite(SQLiteState):
         return super().seen(day, user, scope)
 
 
-def _restarted(tmp_path, clock: Clock, *claims: tuple[str, str]) -> Resilient:
+def _restarted(tmp_path, clock: ManualClock, *claims: tuple[str, str]) -> Resilient:
     """A proxy started on a state file that a previous run of it wrote `claims` to."""
     path = tmp_path / "state.db"
     before = SQLiteState(path)
@@ -342,7 +336,7 @@ def _restarted(tmp_path, clock: Clock, *claims: tuple[str, str]) -> Resilient:
 def test_a_person_seen_is_not_asked_of_the_store_again_for_a_while(tmp_path):
     from auditproxy.notice.seen_memo import SEEN_FOR
 
-    clock = Clock()
+    clock = ManualClock()
     state = _restarted(tmp_path, clock, ("u", "s"))
     assert state.seen(TODAY, "u", "s") and CountingSQLite.reads == 1
     for _ in range(5):
@@ -357,7 +351,7 @@ def test_a_person_seen_is_not_asked_of_the_store_again_for_a_while(tmp_path):
 
 
 def test_a_claim_made_here_is_remembered_as_seen(tmp_path):
-    state = _restarted(tmp_path, Clock())
+    state = _restarted(tmp_path, ManualClock())
     assert state.claim(TODAY, "u", "s")
     assert state.seen(TODAY, "u", "s") and CountingSQLite.reads == 0
     state.close()
@@ -365,7 +359,7 @@ def test_a_claim_made_here_is_remembered_as_seen(tmp_path):
 
 def test_a_release_counts_at_once(tmp_path):
     """A page that carried the notice failed: the next page shows it again."""
-    state = _restarted(tmp_path, Clock(), ("u", "s"))
+    state = _restarted(tmp_path, ManualClock(), ("u", "s"))
     assert state.seen(TODAY, "u", "s")
     state.release(TODAY, "u", "s")
     assert state.seen(TODAY, "u", "s") is False
@@ -374,7 +368,7 @@ def test_a_release_counts_at_once(tmp_path):
 
 
 def test_a_lost_store_forgets_every_remembered_answer(tmp_path):
-    state = _restarted(tmp_path, Clock(), ("u", "s"))
+    state = _restarted(tmp_path, ManualClock(), ("u", "s"))
     assert state.seen(TODAY, "u", "s")  # remembered from the file
     state.lose("removed")
     (tmp_path / "state.db").unlink()
@@ -402,7 +396,7 @@ def test_an_answer_read_while_it_was_released_is_not_remembered(tmp_path):
     before = SQLiteState(path)  # claimed by the previous run: not remembered yet
     assert before.claim(TODAY, "u", "s")
     before.close()
-    state = Resilient(lambda: ReleasedDuringRead(path), Faults(), clock=Clock())
+    state = Resilient(lambda: ReleasedDuringRead(path), Faults(), clock=ManualClock())
     ReleasedDuringRead.during_read = lambda: state.release(TODAY, "u", "s")
     try:
         assert state.seen(TODAY, "u", "s") is True  # what the store said when asked
@@ -436,7 +430,7 @@ def test_a_release_while_the_store_is_down_reaches_it_when_it_is_back(tmp_path):
     """The page that carried the notice failed while the store was down: once the store
     is back, the person's next page shows the notice (the store's claim was given back),
     and claims made in memory meanwhile are kept."""
-    path, clock = tmp_path / "state.db", Clock()
+    path, clock = tmp_path / "state.db", ManualClock()
     faults = Faults()
     state = Resilient(lambda: Breakable(path), faults, retry_after=5, clock=clock)
     try:

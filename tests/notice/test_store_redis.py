@@ -32,6 +32,7 @@ from auditproxy.notice.store_redis import (
     notice_key,
     parse_state_url,
 )
+from support.clock import ManualClock
 from support.harness import harness_for
 from support.redis import RedisServer
 
@@ -62,13 +63,6 @@ def store_for(server: RedisServer, **options: float) -> RedisState:
 class Faults(list):
     def __call__(self, what: str, error: Exception) -> None:
         self.append((what, type(error).__name__, str(error)))
-
-
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # --------------------------------------------------------------------------- URL
@@ -297,7 +291,7 @@ def test_a_paused_server_fails_within_the_timeout(redis_server: RedisServer) -> 
 def test_falls_back_to_memory_while_paused_and_hands_claims_back(
     redis_server: RedisServer,
 ) -> None:
-    faults, clock = Faults(), Clock()
+    faults, clock = Faults(), ManualClock()
     settings = parse_state_url(redis_server.url(timeout=0.1))
     state = Resilient(
         lambda: RedisState(settings, toronto_end), faults, retry_after=5, clock=clock, name="redis"
@@ -324,7 +318,7 @@ def test_falls_back_to_memory_while_paused_and_hands_claims_back(
 
 
 def test_stopped_then_restarted_server(redis_server: RedisServer) -> None:
-    faults, clock = Faults(), Clock()
+    faults, clock = Faults(), ManualClock()
     settings = parse_state_url(redis_server.url())
     state = Resilient(
         lambda: RedisState(settings, toronto_end), faults, retry_after=5, clock=clock, name="redis"
@@ -348,7 +342,7 @@ def test_stopped_then_restarted_server(redis_server: RedisServer) -> None:
 def test_server_down_at_start_is_not_fatal(tmp_path: Path) -> None:
     pytest.importorskip("redis")
     server = RedisServer(tmp_path)  # not started yet
-    faults, clock = Faults(), Clock()
+    faults, clock = Faults(), ManualClock()
     settings = parse_state_url(server.url())
     state = Resilient(
         lambda: RedisState(settings, toronto_end), faults, retry_after=5, clock=clock, name="redis"
@@ -485,7 +479,7 @@ def test_the_sentinel_tells_a_flushed_redis(redis_server: RedisServer) -> None:
 def test_redis_restarted_empty_gets_todays_claims_back(redis_server: RedisServer) -> None:
     from auditproxy.notice.store_redis import sentinel_key
 
-    faults, clock, lost = Faults(), Clock(), []
+    faults, clock, lost = Faults(), ManualClock(), []
     settings = parse_state_url(redis_server.url(timeout=0.2))
     state = Resilient(
         lambda: RedisState(settings, toronto_end, sentinel=sentinel_key("me")),
@@ -520,7 +514,7 @@ def test_instances_remember_only_that_a_person_was_seen(redis_server: RedisServe
     instance's release (its page with the notice failed) counts here once that is over."""
     from auditproxy.notice.seen_memo import SEEN_FOR
 
-    clock = Clock()
+    clock = ManualClock()
     here, there = (
         Resilient(lambda: store_for(redis_server), Faults(), clock=clock) for _ in range(2)
     )

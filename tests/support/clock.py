@@ -43,3 +43,14 @@ def faketime_env() -> dict[str, str]:
         raise RuntimeError(f"{ENV} is set but libfaketime is missing (apt-get install faketime)")
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return {"LD_PRELOAD": libraries[0], "FAKETIME": f"@{now}", "TZ": "UTC"}
+
+
+class ManualClock:
+    """A clock a test sets by hand (`clock.now = 61.0`), for code that takes its clock as
+    an argument (monotonic seconds)."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
